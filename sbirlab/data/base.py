@@ -1,0 +1,124 @@
+"""The dataset index every loader returns, and the zero-shot partitions built from it.
+
+A loader (synthetic world, Sketchy, TU-Berlin, QuickDraw, Sketchy FG) only has to list files:
+:class:`DatasetIndex` holds one :class:`Item` per sketch and per photo. Splits are class lists
+(:class:`ZSSplit`); :func:`make_partitions` turns index + split into the four partitions every
+experiment uses: ``train`` (seen classes minus validation classes), ``val`` (held-out **seen**
+classes, for model selection; never the test classes), ``test_queries`` (unseen sketches) and
+``test_gallery`` (unseen photos).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, malformed or does not match its split. The message names the path."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image on disk.
+
+    Attributes:
+        path: file path (absolute, or relative to the dataset root).
+        label: class name, spelled as in the split files.
+        modality: ``"sketch"`` or ``"photo"``.
+        instance: the photo id this item belongs to (a photo's own stem; for a sketch, the stem of its
+            paired photo, e.g. ``n02691156_58`` for ``n02691156_58-1.png``); ``""`` when unpaired.
+        strokes: index of the item's stroke record (QuickDraw / synthetic), or ``-1``.
+    """
+
+    path: str
+    label: str
+    modality: str
+    instance: str = ""
+    strokes: int = -1
+
+
+@dataclass
+class DatasetIndex:
+    """All items of a dataset. ``classes`` is sorted; class ids are positions in it."""
+
+    name: str
+    root: str
+    classes: list[str]
+    sketches: list[Item]
+    photos: list[Item]
+    meta: dict = field(default_factory=dict)
+
+    def class_to_idx(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.classes)}
+
+
+@dataclass(frozen=True)
+class ZSSplit:
+    """A zero-shot class split. ``val`` is a subset of ``seen`` held out from training."""
+
+    name: str
+    seen: tuple[str, ...]
+    unseen: tuple[str, ...]
+    val: tuple[str, ...] = ()
+
+    @property
+    def train(self) -> tuple[str, ...]:
+        v = set(self.val)
+        return tuple(c for c in self.seen if c not in v)
+
+
+def draw_val_classes(seen, fraction: float = 0.1, minimum: int = 2, seed: int = 0) -> tuple[str, ...]:
+    """Hold out ``fraction`` of the seen classes (at least ``minimum``) for validation, reproducibly."""
+    seen = sorted(seen)
+    n = max(minimum, round(fraction * len(seen)))
+    return tuple(sorted(random.Random(seed).sample(seen, n)))
+
+
+@dataclass
+class Partitions:
+    """The four partitions of a zero-shot experiment (see module docstring)."""
+
+    train_sketches: list[Item]
+    train_photos: list[Item]
+    val_sketches: list[Item]
+    val_photos: list[Item]
+    test_queries: list[Item]
+    test_gallery: list[Item]
+    split: ZSSplit
+
+    def counts(self) -> dict:
+        """Class and item counts of every partition (what ``sbirlab data summary`` prints)."""
+        def c(items):
+            return {"classes": len({i.label for i in items}), "items": len(items)}
+        return {
+            "split": self.split.name,
+            "train": {"sketches": c(self.train_sketches), "photos": c(self.train_photos)},
+            "val": {"sketches": c(self.val_sketches), "photos": c(self.val_photos)},
+            "test_queries": c(self.test_queries),
+            "test_gallery": c(self.test_gallery),
+        }
+
+
+def check_split(index: DatasetIndex, split: ZSSplit) -> None:
+    """Raise :class:`DatasetError` if the split names a class the dataset does not have."""
+    have = set(index.classes)
+    missing = [c for c in (*split.seen, *split.unseen) if c not in have]
+    if missing:
+        raise DatasetError(
+            f"split {split.name!r} names {len(missing)} class(es) missing from dataset {index.name!r} "
+            f"at {index.root}: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    overlap = set(split.seen) & set(split.unseen)
+    if overlap:
+        raise DatasetError(f"split {split.name!r}: classes both seen and unseen: {sorted(overlap)[:10]}")
+
+
+def make_partitions(index: DatasetIndex, split: ZSSplit) -> Partitions:
+    """Partition ``index`` by the class lists of ``split`` (checked against the dataset first)."""
+    check_split(index, split)
+    train, val, unseen = set(split.train), set(split.val), set(split.unseen)
+    pick = lambda items, keep: [i for i in items if i.label in keep]  # noqa: E731
+    return Partitions(
+        train_sketches=pick(index.sketches, train), train_photos=pick(index.photos, train),
+        val_sketches=pick(index.sketches, val), val_photos=pick(index.photos, val),
+        test_queries=pick(index.sketches, unseen), test_gallery=pick(index.photos, unseen),
+        split=split)
