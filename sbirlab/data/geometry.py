@@ -63,6 +63,7 @@ class Builder:
     rng: np.random.Generator
     parts: list[Part] = field(default_factory=list)
     attrs: dict[str, float] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
     _colors: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     # -- attributes and colours -------------------------------------------------------------
@@ -80,9 +81,14 @@ class Builder:
         return int(self.attr(name, self.rng.integers(low, high + 1)))
 
     def choice(self, name: str, options):
-        """Pick one of ``options``; records its index as attribute ``name``."""
+        """Pick one of ``options``; records its index as attribute ``name``.
+
+        A choice named ``"color"`` among palette names also becomes a caption word ("a red cup").
+        """
         i = int(self.rng.integers(len(options)))
         self.attr(name, i)
+        if name == "color" and isinstance(options[i], str):
+            self.words.append(options[i].replace("dark", "dark ").replace("light", "light "))
         return options[i]
 
     def color(self, name: str, jitter: int = 25) -> tuple[int, int, int]:

@@ -1,0 +1,6 @@
+"""Drawing programs: food."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import category
