@@ -9,12 +9,32 @@ classes, for model selection; never the test classes), ``test_queries`` (unseen 
 """
 from __future__ import annotations
 
+import difflib
 import random
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 
 class DatasetError(RuntimeError):
     """A dataset is missing, malformed or does not match its split. The message names the path."""
+
+
+class UnknownNameError(DatasetError, ValueError):
+    """An unknown dataset or split name. The message lists the known names."""
+
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+def class_key(name: str) -> str:
+    """Spelling-insensitive key of a class name, for matching split names to folder names.
+
+    Lower case; parentheses dropped; runs of spaces, underscores and hyphens become one space. So
+    ``palm_tree`` / ``palm tree``, ``hot-air_balloon`` / ``hot air balloon`` and ``car_(sedan)`` /
+    ``car_sedan`` share a key (the naming caveats of the public split lists, data/splits/README.md).
+    """
+    s = name.strip().lower().replace("(", " ").replace(")", " ")
+    return _SEPARATORS.sub(" ", s).strip()
 
 
 @dataclass(frozen=True)
@@ -104,12 +124,41 @@ def check_split(index: DatasetIndex, split: ZSSplit) -> None:
     have = set(index.classes)
     missing = [c for c in (*split.seen, *split.unseen) if c not in have]
     if missing:
+        hints = []
+        keys = {class_key(c): c for c in index.classes}
+        for c in missing[:5]:
+            close = difflib.get_close_matches(class_key(c), list(keys), n=2, cutoff=0.75)
+            if close:
+                hints.append(f"{c!r} -> did you mean {', '.join(repr(keys[k]) for k in close)}?")
+        parts = []
+        for role, names in (("unseen", split.unseen), ("seen", split.seen)):
+            miss = [c for c in names if c not in have]
+            if miss:
+                parts.append(f"{len(miss)} of {len(names)} {role}: {miss[:10]}{' ...' if len(miss) > 10 else ''}")
         raise DatasetError(
             f"split {split.name!r} names {len(missing)} class(es) missing from dataset {index.name!r} "
-            f"at {index.root}: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+            f"at {index.root} (which has {len(index.classes)} class folders): {'; '.join(parts)}"
+            + (f"; {'; '.join(hints)}" if hints else "")
+            + ". Check that the root holds the whole dataset and that the split belongs to it.")
     overlap = set(split.seen) & set(split.unseen)
     if overlap:
         raise DatasetError(f"split {split.name!r}: classes both seen and unseen: {sorted(overlap)[:10]}")
+
+
+def align_split(split: ZSSplit, classes) -> ZSSplit:
+    """Respell the class names of ``split`` as the dataset spells them (matched by :func:`class_key`).
+
+    Names with no counterpart in ``classes`` are kept as they are, so :func:`check_split` still
+    reports them. Returns ``split`` itself when nothing changes.
+    """
+    have = set(classes)
+    keys = {class_key(c): c for c in classes}
+
+    def fix(names):
+        return tuple(c if c in have else keys.get(class_key(c), c) for c in names)
+
+    new = replace(split, seen=fix(split.seen), unseen=fix(split.unseen), val=fix(split.val))
+    return split if new == split else new
 
 
 def make_partitions(index: DatasetIndex, split: ZSSplit) -> Partitions:
