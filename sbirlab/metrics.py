@@ -199,7 +199,8 @@ def _ranks_block(
     O(n) radix argsort (stable: equal keys stay in gallery-index order). That order is exact except
     inside runs of equal keys, so each relevant item whose key is shared by a neighbour is re-ranked
     by comparing raw similarities with the members of its run. Rows with a run longer than
-    ``_RUN_CAP`` (heavy ties) or with +-inf go through :func:`_exact_rows`.
+    ``_RUN_CAP`` (heavy ties), with +-inf, constant rows and rows whose range overflows go through
+    :func:`_exact_rows`.
     """
     C, G = x.shape
     hi = x.max(axis=1)
@@ -211,6 +212,9 @@ def _ranks_block(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         span = hi - lo
         ok_span = (span > 0) & np.isfinite(span)
+        # constant rows and rows whose range overflows also take the exact path
+        bad |= ~ok_span
+        any_bad = bool(bad.any())
         # KEY_MAX - 1: rounding can never push (hi - x) * scale past KEY_MAX, so no clipping pass
         scale = np.where(ok_span, (_KEY_MAX - 1) / np.where(ok_span, span, 1), 0).astype(x.dtype)
         hi_q = np.where(bad, 0, hi).astype(x.dtype)

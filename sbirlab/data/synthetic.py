@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import zlib
@@ -342,17 +343,39 @@ def class_text(label: str) -> str:
     return label.replace("_", " ")
 
 
+#: Class names that take no indefinite article ("a photo of grapes").
+_PLURAL_CLASSES = frozenset({"grapes", "scissors"})
+_INDEFINITE = re.compile(r"\ban? (?=\{a\} \{c\}|\{c\})")
+
+
+def _article(phrase: str) -> str:
+    """The indefinite article of a noun phrase: ``"an"`` before a vowel, ``""`` for plural classes."""
+    words = phrase.split()
+    if not words or words[-1] in _PLURAL_CLASSES:
+        return ""
+    return "an" if words[0][0].lower() in "aeiou" else "a"
+
+
+def _with_article(template: str, c: str, a: str = "") -> str:
+    """Fill ``template``, replacing its ``a``/``an`` before ``{c}`` or ``{a} {c}`` by :func:`_article`."""
+    def fix(m):
+        art = _article(f"{a} {c}" if m.string.startswith("{a}", m.end()) else c)
+        return f"{art} " if art else ""
+
+    return _INDEFINITE.sub(fix, template).format(c=c, a=a)
+
+
 def caption(inst: Instance, kind: str, rng: np.random.Generator) -> str:
     """A templated caption naming the class and, for photos, some attribute words (its colour)."""
     c = class_text(inst.label)
     if kind == "drawing":
-        return _DRAWING_TEMPLATES[rng.integers(len(_DRAWING_TEMPLATES))].format(c=c)
+        return _with_article(_DRAWING_TEMPLATES[rng.integers(len(_DRAWING_TEMPLATES))], c)
     t = _PHOTO_TEMPLATES[rng.integers(len(_PHOTO_TEMPLATES))]
     if "{a}" in t:
         if not inst.words:
             t = "a photo of a {c}."
-        return t.format(c=c, a=inst.words[int(rng.integers(len(inst.words)))] if inst.words else "")
-    return t.format(c=c)
+        return _with_article(t, c, inst.words[int(rng.integers(len(inst.words)))] if inst.words else "")
+    return _with_article(t, c)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -300,3 +300,9 @@ def test_fg_accuracy_errors():
         fg_accuracy(sim, [1], [1, 2], [0], [1, 0])
     with pytest.raises(ValueError, match="query_labels"):
         fg_accuracy(sim, [1], [1, 2])
+
+
+def test_extreme_ranges_take_the_exact_path():
+    big = np.float32(3e38)
+    sim = np.array([[big, -big, 0.0, 1.0], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+    assert_matches_brute(sim, [0, 1], [1, 0, 0, 1], ks=(2,), map_k=(2,))

@@ -1,0 +1,156 @@
+"""A whole experiment from one config: data, backbone, method, training, test metrics, run folder.
+
+``run_experiment(RunConfig(method="clip-at", setting="zs", preset="cpu"), out_dir="runs/clip-at")``
+is what ``sbirlab train`` and the notebooks call. A run folder holds ``config.json`` (the resolved
+config), ``metrics.json`` (test metrics with dataset, split, metric convention, seed, preset,
+versions, wall time), ``best.pt`` / ``checkpoint.pt`` (trainable state only) and ``history.json``.
+:func:`load_run` rebuilds the trained method from such a folder (load-checkpoint-else-train).
+
+Presets: ``ci`` (seconds: a tiny world, a few steps), ``cpu`` (converged on the synthetic world in
+minutes on a laptop CPU), ``paper`` (the papers' schedule, for a GPU and the real datasets).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .train.loop import TrainConfig, _atomic_json, evaluate, fit, versions
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict] = {
+    "ci": {"train": {"epochs": 1, "max_steps": 3, "batch_size": 8, "classes_per_batch": 4, "warmup": 1},
+           "world": {"photos_per_class": 4, "sketches_per_photo": 2}},
+    "cpu": {"train": {"epochs": 4, "steps_per_epoch": 100, "batch_size": 32, "classes_per_batch": 8, "warmup": 20},
+            "world": {}},
+    "paper": {"train": {"epochs": 60, "batch_size": 64, "classes_per_batch": 16, "warmup": 500, "amp": "auto"},
+              "world": {}},
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. Saved as ``config.json``; ``from_dict`` rejects unknown keys."""
+
+    method: str = "clip-at"
+    setting: str = "zs"
+    dataset: str = "synthetic"
+    root: str | None = None
+    split: str | None = None
+    backbone: str = "tiny-synthetic"
+    preset: str = "cpu"
+    seed: int = 0
+    device: str = "auto"
+    method_cfg: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    world: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise TypeError(f"unknown RunConfig key(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    def resolved_train(self) -> TrainConfig:
+        if self.preset not in PRESETS:
+            raise KeyError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
+        t = {**PRESETS[self.preset]["train"], **self.train, "seed": self.seed, "device": self.device}
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(t) - names)
+        if unknown:
+            raise TypeError(f"unknown train option(s) {unknown}; known: {sorted(names)}")
+        return TrainConfig(**t)
+
+    def resolved_world(self) -> dict:
+        return {**PRESETS.get(self.preset, {}).get("world", {}), **self.world}
+
+
+def load_data(cfg: RunConfig):
+    """The dataset index and its partitions for ``cfg`` (the synthetic world is generated on first use)."""
+    from .data.base import make_partitions
+    from .data.registry import get_split, load_dataset
+
+    kw = {}
+    if cfg.dataset == "synthetic":
+        from .data.synthetic import WorldConfig
+        kw["cfg"] = WorldConfig(seed=0, **cfg.resolved_world())
+    index = load_dataset(cfg.dataset, root=cfg.root, **kw)
+    split = get_split(cfg.dataset, cfg.split, index=index, root=index.root)
+    return index, make_partitions(index, split)
+
+
+def build(cfg: RunConfig, backbone=None):
+    """Backbone, method and image loader for ``cfg`` (no training)."""
+    from .models.backbone import load_backbone, resolve_device
+    from .models.registry import build_method
+    from .train.data import ImageLoader
+
+    device = resolve_device(cfg.device)
+    bb = backbone or load_backbone(cfg.backbone, device=device)
+    index, parts = load_data(cfg)
+    classes = sorted({i.label for i in parts.train_sketches})
+    torch.manual_seed(cfg.seed)
+    method = build_method(cfg.method, bb, cfg.setting, classnames=classes, **cfg.method_cfg).to(device)
+    loader = ImageLoader(bb.image_size, bb.mean, bb.std, cache=True, root=None)
+    return bb, method, loader, index, parts, classes, device
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+                   callbacks=(), epoch_callbacks=(), backbone=None) -> dict:
+    """Train ``cfg.method`` and evaluate it on the test classes; returns the metrics dict."""
+    from .train.data import TripletData
+
+    t0 = time.time()
+    tcfg = cfg.resolved_train()
+    bb, method, loader, index, parts, classes, device = build(cfg, backbone)
+    data = TripletData(parts.train_sketches, parts.train_photos, classes, loader, cfg.setting, tcfg.batch_size,
+                       tcfg.classes_per_batch, cfg.seed, tcfg.steps_per_epoch)
+    val = (parts.val_sketches, parts.val_photos) if parts.val_sketches and parts.val_photos else None
+    full = {**asdict(cfg), "train": asdict(tcfg), "world": cfg.resolved_world()}
+    out = Path(out_dir) if out_dir else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_json(full, out / "config.json")
+    state = fit(method, data, val, tcfg, out, resume=resume, run_config=full, callbacks=callbacks,
+                epoch_callbacks=epoch_callbacks, progress=progress, device=device)
+    test = evaluate(method, parts.test_queries, parts.test_gallery, cfg.setting, loader, device)
+    loader.report()
+    metrics = {
+        **test,
+        "method": cfg.method, "setting": cfg.setting, "dataset": cfg.dataset, "split": parts.split.name,
+        "backbone": cfg.backbone, "preset": cfg.preset, "seed": cfg.seed,
+        "metric_convention": "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (METHODS §1)"
+        if cfg.setting == "zs" else "Acc@k within the query's category (METHODS §1)",
+        "best_epoch": state.best_epoch, "val_best": state.best if state.best_epoch > 0 else None,
+        "trainable_parameters": sum(p.numel() for _, p in method.trainable_named_parameters()),
+        "train_steps": state.step, "wall_time_s": round(time.time() - t0, 1), "versions": versions(),
+    }
+    if out:
+        _atomic_json(metrics, out / "metrics.json")
+    return metrics
+
+
+def load_run(run_dir: str | Path, backbone=None, which: str = "best"):
+    """Rebuild a trained method from a run folder: ``(method, cfg, metrics)``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    d = json.loads((run_dir / "config.json").read_text())
+    train = d.pop("train", {})
+    d["train"] = {k: v for k, v in train.items() if k not in ("seed", "device")}
+    cfg = RunConfig.from_dict(d)
+    _, method, *_ = build(cfg, backbone)
+    ck = run_dir / ("best.pt" if which == "best" and (run_dir / "best.pt").exists() else "checkpoint.pt")
+    st = torch.load(ck, map_location="cpu", weights_only=False)
+    method.load_trainable_state_dict(st["trainable"])
+    method.eval()
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    return method, cfg, metrics

@@ -1,0 +1,179 @@
+"""The shared skeleton of every SBIR method: a frozen CLIP, a prompt learner, a loss.
+
+Done once here and shared by all methods (as CoOp splits text encoder / prompt learner / wrapper):
+
+* the backbone is frozen (``requires_grad_(False)``, eval mode) unless a method unfreezes parts of it
+  on purpose (B-FT, CLIP-AT's LayerNorms), and the prompted encoders
+  (:mod:`sbirlab.models.prompts`) run open_clip's own modules;
+* a method only defines its parameters (:meth:`SBIRMethod.build`), how an image of each modality is
+  encoded (:meth:`SBIRMethod.encode`) and, when it differs from the default triplet (+ optional
+  classification) loss, :meth:`SBIRMethod.loss`;
+* only trainable tensors reach the optimiser, the count is logged, and checkpoints hold only them.
+
+A training batch is a dict (see :mod:`sbirlab.train.data`): ``sketch``, ``photo`` (the positive:
+same class for ``setting="zs"``, the paired photo for ``"fg"``), ``photo_neg`` (another class /
+another photo of the same class), ``label`` and ``label_neg`` (class ids into ``classnames``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...train.losses import classification_loss, triplet_loss
+from ..prompts import PromptedTextEncoder, PromptedVisionEncoder
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("zs", "fg")
+
+
+@dataclass
+class MethodConfig:
+    """Hyper-parameters every method has. Methods extend it with their own fields.
+
+    Attributes:
+        lr: learning rate of the method's new parameters (prompts, heads).
+        margin: triplet margin ``mu`` on cosine distance (METHODS.md: 0.3).
+        lambda_cls: weight of the classification loss against class text embeddings (0 = off).
+        template: text template of the class embeddings.
+    """
+
+    lr: float = 1e-3
+    margin: float = 0.3
+    lambda_cls: float = 0.0
+    template: str = "a photo of a {}."
+
+
+def config_from_dict(cls, d: dict | None):
+    """Build config dataclass ``cls`` from ``d``; unknown keys raise (no silent typos)."""
+    d = dict(d or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(names)}")
+    return cls(**d)
+
+
+class SBIRMethod(nn.Module):
+    """Base class. Subclasses set ``name``, ``Config`` and implement :meth:`build` and :meth:`encode`."""
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type] = MethodConfig
+    settings: ClassVar[tuple[str, ...]] = SETTINGS
+    #: whether :meth:`encode` needs the class text embeddings (built once at construction)
+    uses_text: ClassVar[bool] = False
+
+    def __init__(self, clip: nn.Module, tokenizer, classnames, setting: str = "zs", **cfg):
+        super().__init__()
+        if setting not in self.settings:
+            raise ValueError(f"method {self.name!r} supports settings {self.settings}, got {setting!r}")
+        self.setting = setting
+        self.cfg = config_from_dict(self.Config, cfg)
+        self.clip = clip
+        self.clip.requires_grad_(False)
+        self.clip.eval()
+        self.tokenizer = tokenizer
+        self.classnames = list(classnames)
+        self.visual = PromptedVisionEncoder(clip.visual)
+        self.text = PromptedTextEncoder(clip) if hasattr(clip, "token_embedding") or hasattr(clip, "text") else None
+        need_text = self.uses_text or self.cfg.lambda_cls > 0
+        if need_text and self.classnames:
+            self.register_buffer("class_text", self.frozen_text_features(self.classnames), persistent=False)
+        else:
+            self.class_text = None
+        self.build()
+        n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        n_all = sum(p.numel() for p in self.parameters())
+        log.info("%s (%s): %d trainable parameters of %d (%.3f%%)", self.name, setting, n_train, n_all,
+                 100.0 * n_train / max(1, n_all))
+
+    # -- to implement ------------------------------------------------------------------------
+    def build(self) -> None:
+        """Create the method's parameters (and unfreeze backbone parts if the method trains them)."""
+
+    def encode(self, images: torch.Tensor, modality: str) -> torch.Tensor:
+        """Unnormalised embedding ``[B, E]`` of ``images`` of ``modality`` (``"sketch"`` / ``"photo"``)."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return self.visual.width
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp().detach()
+
+    @torch.no_grad()
+    def frozen_text_features(self, classnames, template: str | None = None) -> torch.Tensor:
+        """L2-normalised frozen text embeddings of ``template`` filled with each class name."""
+        template = template or self.cfg.template
+        dev = next(self.clip.parameters()).device
+        tok = self.tokenizer([template.format(c.replace("_", " ")) for c in classnames]).to(dev)
+        return F.normalize(self.clip.encode_text(tok).float(), dim=-1)
+
+    def encode_sketch(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised sketch embeddings ``[B, E]``."""
+        return F.normalize(self.encode(images, "sketch"), dim=-1)
+
+    def encode_photo(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised photo embeddings ``[B, E]``."""
+        return F.normalize(self.encode(images, "photo"), dim=-1)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Triplet loss (+ ``lambda_cls`` x classification of sketches and photos). Returns (loss, logs)."""
+        s = self.encode_sketch(batch["sketch"])
+        p = self.encode_photo(batch["photo"])
+        n = self.encode_photo(batch["photo_neg"])
+        l_tri = triplet_loss(s, p, n, self.cfg.margin)
+        logs = {"triplet": l_tri.item()}
+        total = l_tri
+        if self.cfg.lambda_cls > 0 and self.class_text is not None:
+            y = batch["label"]
+            l_cls = classification_loss(s, y, self.class_text, self.logit_scale) + \
+                classification_loss(p, y, self.class_text, self.logit_scale)
+            logs["cls"] = l_cls.item()
+            total = total + self.cfg.lambda_cls * l_cls
+        logs["loss"] = total.item()
+        return total, logs
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        return self.loss(batch)
+
+    def train(self, mode: bool = True):
+        """Train mode for the method's own modules; the frozen backbone stays in eval mode."""
+        super().train(mode)
+        self.clip.eval()
+        self._train_backbone_parts(mode)
+        return self
+
+    def _train_backbone_parts(self, mode: bool) -> None:
+        """Override when parts of the backbone train (B-FT puts the image tower in train mode)."""
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def param_groups(self) -> list[dict]:
+        """Optimiser groups; default: every trainable tensor at ``cfg.lr``."""
+        return [{"params": [p for _, p in self.trainable_named_parameters()], "lr": self.cfg.lr, "name": "all"}]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes (prompts, heads, unfrozen backbone tensors): a few KB to MB."""
+        names = {n for n, _ in self.trainable_named_parameters()}
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        own = dict(self.named_parameters())
+        missing = [k for k, _ in self.trainable_named_parameters() if k not in state]
+        unknown = [k for k in state if k not in own]
+        if missing or unknown:
+            raise KeyError(f"{self.name}: trainable state mismatch; missing {missing[:5]}, unknown {unknown[:5]}")
+        with torch.no_grad():
+            for k, v in state.items():
+                own[k].copy_(v.to(own[k].device, own[k].dtype))

@@ -1,0 +1,204 @@
+"""Training batches for SBIR: triplets from a class-balanced sampler, and image tensors.
+
+A batch (dict) holds ``sketch`` ``[B, 3, H, W]``, ``photo`` (positive), ``photo_neg`` (negative),
+``label`` / ``label_neg`` (ids into the training classes) and ``index`` (sketch item index).
+
+* ``setting="zs"``: positive = a random photo of the sketch's class, negative = a random photo of
+  another training class;
+* ``setting="fg"``: positive = the sketch's paired photo (``Item.instance``), negative = another photo
+  of the **same** class (the hard FG triplet).
+
+:class:`ClassBalancedBatchSampler` fills each batch with ``classes_per_batch`` classes and the same
+number of sketches from each (CLIP-AT's f-divergence and DP-CLIP's one-category batches need this;
+``classes_per_batch=1`` gives DP-CLIP's sampler). Every random choice is a pure function of
+``(seed, epoch, position)``, so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.base import Item
+from ..data.images import load_image
+
+log = logging.getLogger(__name__)
+
+
+class ImageLoader:
+    """Decode items to normalised tensors at the backbone's size, with an optional uint8 memory cache.
+
+    Bad files are skipped: the item is replaced by another readable item of the same list and counted;
+    :meth:`report` logs one warning with the count.
+    """
+
+    def __init__(self, image_size: int, mean, std, cache: bool = True, root=None):
+        self.size = image_size
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.cache = {} if cache else None
+        self.root = root
+        self.bad: set[str] = set()
+
+    def uint8(self, item: Item) -> torch.Tensor | None:
+        key = f"{item.path}#{item.strokes}"
+        if self.cache is not None and key in self.cache:
+            return self.cache[key]
+        try:
+            img = load_image(item, self.size, root=self.root)
+        except (OSError, ValueError, SyntaxError):
+            self.bad.add(key)
+            return None
+        t = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # [3, H, W]
+        if self.cache is not None:
+            self.cache[key] = t
+        return t
+
+    def normalize(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return (x_u8.float() / 255.0 - self.mean.to(x_u8.device)) / self.std.to(x_u8.device)
+
+    def load(self, item: Item, fallback: Sequence[Item] = ()) -> torch.Tensor:
+        t = self.uint8(item)
+        for alt in fallback:
+            if t is not None:
+                break
+            t = self.uint8(alt)
+        if t is None:
+            raise OSError(f"no readable image among {item.path} and its {len(fallback)} fallbacks")
+        return t
+
+    def batch(self, items: Sequence[Item]) -> torch.Tensor:
+        """Normalised ``[B, 3, H, W]``; an unreadable item is replaced by its neighbour (and counted)."""
+        out = []
+        for i, it in enumerate(items):
+            out.append(self.load(it, [items[(i + k) % len(items)] for k in range(1, min(len(items), 8))]))
+        return self.normalize(torch.stack(out))
+
+    def report(self) -> int:
+        if self.bad:
+            log.warning("skipped %d unreadable image file(s) (e.g. %s)", len(self.bad), sorted(self.bad)[0])
+        return len(self.bad)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Light augmentation on a normalised batch: random horizontal flip and shift (<= 1/16 side)."""
+    B, _, H, W = x.shape
+    flip = torch.rand(B, generator=gen) < 0.5
+    x = torch.where(flip.view(B, 1, 1, 1), x.flip(3), x)
+    p = max(1, H // 16)
+    dx, dy = (int(v) for v in torch.randint(0, 2 * p + 1, (2,), generator=gen))
+    return F.pad(x, (p, p, p, p), mode="replicate")[:, :, dy:dy + H, dx:dx + W]
+
+
+class ClassBalancedBatchSampler:
+    """Batches of ``classes_per_batch`` classes x ``batch_size // classes_per_batch`` sketches.
+
+    One epoch visits every class about ``len(sketches) / batch_size`` times, in a fresh random order
+    per epoch (seeded by ``(seed, epoch)``).
+    """
+
+    def __init__(self, labels: Sequence[int], batch_size: int, classes_per_batch: int, seed: int = 0,
+                 steps_per_epoch: int | None = None):
+        self.by_class = defaultdict(list)
+        for i, y in enumerate(labels):
+            self.by_class[int(y)].append(i)
+        self.classes = sorted(self.by_class)
+        self.P = max(1, min(classes_per_batch, len(self.classes)))
+        self.K = max(1, batch_size // self.P)
+        self.seed = seed
+        self.epoch = 0
+        n = len(labels)
+        self.steps = steps_per_epoch or max(1, n // (self.P * self.K))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        for _ in range(self.steps):
+            cls = rng.choice(self.classes, self.P, replace=False)
+            batch = []
+            for c in cls:
+                pool = self.by_class[int(c)]
+                batch += rng.choice(pool, self.K, replace=len(pool) < self.K).tolist()
+            yield batch
+
+
+class TripletData:
+    """Triplet batches over a training partition (see module docstring)."""
+
+    def __init__(self, sketches: Sequence[Item], photos: Sequence[Item], classes: Sequence[str],
+                 loader: ImageLoader, setting: str = "zs", batch_size: int = 32, classes_per_batch: int = 8,
+                 seed: int = 0, steps_per_epoch: int | None = None, do_augment: bool = True):
+        if setting not in ("zs", "fg"):
+            raise ValueError(f"setting must be 'zs' or 'fg', got {setting!r}")
+        self.setting = setting
+        self.classes = list(classes)
+        cidx = {c: i for i, c in enumerate(self.classes)}
+        self.sketches = [s for s in sketches if s.label in cidx]
+        self.photos = [p for p in photos if p.label in cidx]
+        self.photos_by_class = defaultdict(list)
+        for j, p in enumerate(self.photos):
+            self.photos_by_class[p.label].append(j)
+        self.photo_by_instance = {p.instance: j for j, p in enumerate(self.photos) if p.instance}
+        if setting == "fg":
+            before = len(self.sketches)
+            self.sketches = [s for s in self.sketches if s.instance in self.photo_by_instance]
+            if len(self.sketches) < before:
+                log.info("fg: %d sketch(es) without a paired photo left out", before - len(self.sketches))
+        if not self.sketches:
+            raise ValueError("no training sketches (check the split and the dataset)")
+        missing = [c for c in self.classes if not self.photos_by_class.get(c)]
+        if missing:
+            raise ValueError(f"training classes without photos: {missing[:10]}")
+        self.labels = [cidx[s.label] for s in self.sketches]
+        self.loader = loader
+        self.seed = seed
+        self.do_augment = do_augment
+        self.sampler = ClassBalancedBatchSampler(self.labels, batch_size, classes_per_batch, seed, steps_per_epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def _triplet(self, i: int, rng: np.random.Generator) -> tuple[int, int, int]:
+        s = self.sketches[i]
+        same = self.photos_by_class[s.label]
+        if self.setting == "zs":
+            pos = int(rng.choice(same))
+            others = [c for c in self.classes if c != s.label]
+            neg_cls = others[int(rng.integers(len(others)))] if others else s.label
+            neg = int(rng.choice(self.photos_by_class[neg_cls]))
+        else:
+            pos = self.photo_by_instance[s.instance]
+            cand = [j for j in same if j != pos] or same
+            neg = int(rng.choice(cand))
+        return i, pos, neg
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        for step, idx in enumerate(self.sampler):
+            rng = np.random.default_rng([self.seed, epoch, step, 11])
+            trip = [self._triplet(i, rng) for i in idx]
+            gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+            sk = self.loader.batch([self.sketches[i] for i, _, _ in trip])
+            ph = self.loader.batch([self.photos[p] for _, p, _ in trip])
+            ng = self.loader.batch([self.photos[n] for _, _, n in trip])
+            if self.do_augment:
+                sk, ph, ng = augment(sk, gen), augment(ph, gen), augment(ng, gen)
+            cidx = {c: k for k, c in enumerate(self.classes)}
+            yield {
+                "sketch": sk, "photo": ph, "photo_neg": ng,
+                "label": torch.tensor([self.labels[i] for i, _, _ in trip]),
+                "label_neg": torch.tensor([cidx[self.photos[n].label] for _, _, n in trip]),
+                "index": torch.tensor(idx),
+            }
