@@ -242,9 +242,8 @@ def measure(name: str, fn, sim, ql, gl, threads: int, repeats: int) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'method':18s} {'thr':>3s} {'wall s':>8s} {'cpu s':>8s} {'x ours':>7s} {'peak MB':>8s} {'+MB':>6s}  " + "  ".join(
-        f"{k:>8s}" for k in METRIC_KEYS
-    )
+    head = f"{'method':18s} {'thr':>3s} {'wall s':>8s} {'cpu s':>8s} {'x ours':>7s} {'peak MB':>8s} {'+MB':>6s}  "
+    head += "  ".join(f"{k:>8s}" for k in METRIC_KEYS)
     print(head)
     print("-" * len(head))
     ours = {r["threads"]: r["wall_s"] for r in rows if r["method"] == "sbirlab"}
@@ -282,10 +281,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(name, METHODS[name], sim, ql, gl, threads, repeats))
     print()
     print_table(rows)
+    traced = [f"{r['tracemalloc_peak_mb']:.0f} MB ({r['threads']} thr)" for r in rows if "tracemalloc_peak_mb" in r]
     print("(peak MB: peak resident memory of the process and its workers during the call, input matrix "
-          "included; +MB: growth over the memory resident before the call; sbirlab's own numpy allocations peak at "
-          + ", ".join(f"{r['tracemalloc_peak_mb']:.0f} MB ({r['threads']} thr)" for r in rows if "tracemalloc_peak_mb" in r)
-          + ")")
+          "included; +MB: growth over the memory resident before the call; sbirlab's own numpy "
+          f"allocations peak at {', '.join(traced)})")
 
     # agreement with sbirlab (ties and sklearn's tie grouping make tiny differences)
     ours = next((r["values"] for r in rows if r["method"] == "sbirlab"), None)

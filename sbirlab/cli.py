@@ -4,7 +4,10 @@ Sub-commands::
 
     sbirlab data summary --dataset NAME [--root DIR] [--split NAME] [--json]
     sbirlab data generate [--size 64] [--seed 0] [--photos-per-class 50]
-    sbirlab pretrain [--out runs/pretrain] [--samples N] [--ship data/checkpoints/tiny-synthetic.pt]
+    sbirlab pretrain [--out runs/pretrain] [--set samples=N ...] [--ship data/checkpoints/tiny-synthetic.pt]
+    sbirlab train --method clip-at --dataset synthetic --setting zs --preset cpu --out runs/NAME [--resume]
+    sbirlab eval --run runs/NAME
+    sbirlab report [--preset default] [--only 01,03] [--dataset NAME] [--backbone SPEC]
 """
 from __future__ import annotations
 
@@ -38,7 +41,38 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("--no-resume", action="store_true")
     pt.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override PretrainConfig fields, e.g. samples=400000 drawing_share=0.3")
+    tr = sub.add_parser("train", help="train a method and evaluate it on the test classes")
+    tr.add_argument("--method", default="clip-at")
+    tr.add_argument("--setting", default="zs", choices=["zs", "fg"])
+    tr.add_argument("--dataset", default="synthetic")
+    tr.add_argument("--root", default=None)
+    tr.add_argument("--split", default=None)
+    tr.add_argument("--backbone", default="tiny-synthetic")
+    tr.add_argument("--preset", default="cpu", choices=["ci", "cpu", "paper"])
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--out", required=True, help="run folder (config.json, metrics.json, checkpoints)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="method options (e.g. lambda_cls=0) or train.KEY=VALUE (e.g. train.epochs=2)")
+
+    ev = sub.add_parser("eval", help="evaluate a saved run on its test classes")
+    ev.add_argument("--run", required=True)
+
+    rp = sub.add_parser("report", help="execute every notebook with papermill into reports/")
+    rp.add_argument("--preset", default="default", choices=["default", "ci", "cpu", "paper"])
+    rp.add_argument("--out", default="reports")
+    rp.add_argument("--only", default=None, help="comma-separated notebook numbers or name parts")
+    rp.add_argument("--dataset", default=None)
+    rp.add_argument("--backbone", default=None)
     return p
+
+
+def _literal(v: str):
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
 
 
 def _parse_overrides(cls, pairs):
@@ -64,6 +98,11 @@ def _parse_overrides(cls, pairs):
         else:
             out[k] = v
     return out
+
+
+def DatasetErrorType():
+    from .data.base import DatasetError
+    return DatasetError
 
 
 def main(argv=None) -> int:
@@ -92,6 +131,42 @@ def main(argv=None) -> int:
                                   workers=args.workers)
             print(path)
             return 0
+    if args.cmd == "train":
+        from .experiment import RunConfig, run_experiment
+        method_cfg, train = {}, {}
+        for kv in args.set:
+            if "=" not in kv:
+                raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
+            k, v = kv.split("=", 1)
+            (train if k.startswith("train.") else method_cfg)[k.removeprefix("train.")] = _literal(v)
+        cfg = RunConfig(method=args.method, setting=args.setting, dataset=args.dataset, root=args.root,
+                        split=args.split, backbone=args.backbone, preset=args.preset, seed=args.seed,
+                        device=args.device, method_cfg=method_cfg, train=train)
+        try:
+            metrics = run_experiment(cfg, args.out, resume=args.resume)
+        except (DatasetErrorType(), KeyError, TypeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({k: v for k, v in metrics.items() if k != "versions"}, indent=2))
+        return 0
+    if args.cmd == "eval":
+        from .experiment import evaluate_run
+        try:
+            metrics = evaluate_run(args.run)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(metrics, indent=2))
+        return 0
+    if args.cmd == "report":
+        from .reports import NotebookFailed, run_report
+        try:
+            results = run_report(args.preset, args.out, args.only, args.dataset, args.backbone)
+        except NotebookFailed as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"{len(results)} notebook(s) executed; open {args.out}/index.html")
+        return 0
     if args.cmd == "pretrain":
         from .pretrain import PretrainConfig, pretrain
         cfg = PretrainConfig(**_parse_overrides(PretrainConfig, args.set))

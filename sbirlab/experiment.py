@@ -119,8 +119,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bo
     if out:
         out.mkdir(parents=True, exist_ok=True)
         _atomic_json(full, out / "config.json")
-    state = fit(method, data, val, tcfg, out, resume=resume, run_config=full, callbacks=callbacks,
-                epoch_callbacks=epoch_callbacks, progress=progress, device=device)
+    if method.trainable_named_parameters():
+        state = fit(method, data, val, tcfg, out, resume=resume, run_config=full, callbacks=callbacks,
+                    epoch_callbacks=epoch_callbacks, progress=progress, device=device)
+    else:  # zero-shot reference: nothing to train
+        from .train.loop import TrainState
+        state = TrainState()
     test = evaluate(method, parts.test_queries, parts.test_gallery, cfg.setting, loader, device)
     loader.report()
     metrics = {
@@ -138,8 +142,21 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bo
     return metrics
 
 
-def load_run(run_dir: str | Path, backbone=None, which: str = "best"):
-    """Rebuild a trained method from a run folder: ``(method, cfg, metrics)``."""
+@dataclass
+class LoadedRun:
+    """A trained run, rebuilt: the method with its weights, and what is needed to evaluate it."""
+
+    method: object
+    cfg: RunConfig
+    metrics: dict
+    backbone: object
+    loader: object
+    parts: object
+    device: object
+
+
+def load_run(run_dir: str | Path, backbone=None, which: str = "best") -> LoadedRun:
+    """Rebuild a trained method from a run folder (``config.json`` + ``best.pt`` / ``checkpoint.pt``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
@@ -147,10 +164,22 @@ def load_run(run_dir: str | Path, backbone=None, which: str = "best"):
     train = d.pop("train", {})
     d["train"] = {k: v for k, v in train.items() if k not in ("seed", "device")}
     cfg = RunConfig.from_dict(d)
-    _, method, *_ = build(cfg, backbone)
-    ck = run_dir / ("best.pt" if which == "best" and (run_dir / "best.pt").exists() else "checkpoint.pt")
-    st = torch.load(ck, map_location="cpu", weights_only=False)
-    method.load_trainable_state_dict(st["trainable"])
+    bb, method, loader, _, parts, _, device = build(cfg, backbone)
+    if method.trainable_named_parameters():
+        ck = run_dir / ("best.pt" if which == "best" and (run_dir / "best.pt").exists() else "checkpoint.pt")
+        if not ck.exists():
+            raise FileNotFoundError(f"{run_dir} has no trained weights ({ck.name})")
+        st = torch.load(ck, map_location="cpu", weights_only=False)
+        method.load_trainable_state_dict(st["trainable"])
     method.eval()
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-    return method, cfg, metrics
+    return LoadedRun(method, cfg, metrics, bb, loader, parts, device)
+
+
+def evaluate_run(run_dir: str | Path) -> dict:
+    """Re-evaluate a saved run on its test classes (``sbirlab eval --run DIR``)."""
+    r = load_run(run_dir)
+    m = evaluate(r.method, r.parts.test_queries, r.parts.test_gallery, r.cfg.setting, r.loader, r.device)
+    m.update({"method": r.cfg.method, "setting": r.cfg.setting, "dataset": r.cfg.dataset,
+              "split": r.parts.split.name, "seed": r.cfg.seed, "preset": r.cfg.preset})
+    return m

@@ -28,7 +28,7 @@ Conventions:
 
 * **Ties**: items are ranked by decreasing similarity; equal similarities are ordered by gallery
   index, lower index first (a stable sort of ``-sim``). sklearn instead gives every member of a tied
-  group the precision of the whole group, and torchmetrics follows ``torch.argsort`` (unspecified
+  group the precision of the whole group, and torchmetrics follows ``torch.topk`` (unspecified tie
   order), so with ties the numbers differ slightly from both; without ties all three agree.
 * **Queries with no relevant item** (``R = 0``): every per-query value is 0 and the query counts in
   the means (as SEM-PCYC's ``apsak``). With ``skip_no_relevant=True`` they are excluded from every
@@ -43,7 +43,14 @@ quantised to 16-bit keys by an affine, order-preserving map and ranked with nump
 argsort; the few relevant items that share a key with another item are then ranked exactly by
 comparing the raw similarities, and rows with very long runs of equal keys (heavily tied scores)
 fall back to a stable argsort of the row. Only the ranks of relevant items are kept, so every metric
-above costs one pass. All results are exact (no binning error).
+above costs one pass. All results are exact (no binning error). On one core of the development
+machine this is ~0.15-0.2 ms per query for a 12,553-photo gallery, 20x or more faster than a per-query
+torchmetrics loop (``benchmarks/bench_metrics.py``), with ~20 MB of working memory per thread by
+default. Heavily tied or outlier-dominated rows are slower (exact per-row fallback), never wrong.
+
+Per-query values (``per_query=True``) serve per-class AP and paired comparisons of runs; the ranks of
+all relevant items are available from :func:`relevant_ranks`, the FG ranks from
+``fg_accuracy(..., return_ranks=True)``.
 
 Peer conventions that differ (measured on the same scores, FACTS.md): SAKE / ZSE-SBIR / DRCPL report a
 VOC-interpolated mAP@200 divided by ``min(200, R)`` (0.60 where ``"rk"`` gives 0.72) and an interpolated

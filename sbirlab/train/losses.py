@@ -107,7 +107,9 @@ def classification_loss(
     ``logit_scale.exp()`` (100 for OpenAI CLIP). CLIP-AT's total is one term per modality; this
     function computes **one** term, and the caller sums them::
 
-        l_cls = classification_loss(sk_feats, labels, text_feats, s) + classification_loss(ph_feats, labels, text_feats, s)
+        s = model.logit_scale.exp()
+        l_cls = (classification_loss(sk_feats, labels, text_feats, s)
+                 + classification_loss(ph_feats, labels, text_feats, s))
 
     SpLIP's ``L_class`` is the same loss against its prompted (image-conditioned) class embeddings:
     pass them as a ``[B, N_cls, D]`` tensor (one set of class embeddings per image).
