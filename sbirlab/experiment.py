@@ -183,3 +183,37 @@ def evaluate_run(run_dir: str | Path) -> dict:
     m.update({"method": r.cfg.method, "setting": r.cfg.setting, "dataset": r.cfg.dataset,
               "split": r.parts.split.name, "seed": r.cfg.seed, "preset": r.cfg.preset})
     return m
+
+
+def shipped_runs_dir() -> Path:
+    """``data/runs``: the trained runs of the results tables, shipped with the repository."""
+    return Path(__file__).resolve().parents[1] / "data" / "runs"
+
+
+def run_name(cfg: RunConfig) -> str:
+    """Folder name of a run: ``<method>-<setting>`` plus any method options (ablations)."""
+    extra = "".join(f"_{k}={v}" for k, v in sorted(cfg.method_cfg.items()))
+    return f"{cfg.method}-{cfg.setting}{extra}"
+
+
+def load_or_train(cfg: RunConfig, preset: str | None = None, out_root: str | Path | None = None,
+                  progress: bool = True, callbacks=(), epoch_callbacks=(), backbone=None) -> LoadedRun:
+    """Load-checkpoint-else-train (as uvadlc_notebooks does), the notebooks' entry point.
+
+    ``preset="default"``: load the shipped run from :func:`shipped_runs_dir` (trained in the ``cpu``
+    preset) when it exists, else train it in the ``cpu`` preset into ``out_root``. ``"ci"`` / ``"cpu"`` /
+    ``"paper"``: train in that preset into ``out_root`` (``runs/`` by default), resuming if interrupted.
+    """
+    preset = preset or cfg.preset
+    name = run_name(cfg)
+    if preset == "default":
+        shipped = shipped_runs_dir() / name
+        if (shipped / "metrics.json").exists() and cfg.dataset == "synthetic" and cfg.backbone == "tiny-synthetic":
+            return load_run(shipped, backbone)
+        preset = "cpu"
+    cfg = dataclasses.replace(cfg, preset=preset)
+    run_dir = Path(out_root or "runs") / preset / name
+    if not (run_dir / "metrics.json").exists():
+        run_experiment(cfg, run_dir, resume=True, progress=progress, callbacks=callbacks,
+                       epoch_callbacks=epoch_callbacks, backbone=backbone)
+    return load_run(run_dir, backbone)
