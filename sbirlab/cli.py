@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("--out", default="runs/pretrain", help="working folder (state.pt, history.json)")
     pt.add_argument("--ship", default=None, help="write the fp16 checkpoint here when done")
     pt.add_argument("--no-resume", action="store_true")
+    pt.add_argument("--no-gates", action="store_true", help="with --ship: skip measuring the gates for the model card")
     pt.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override PretrainConfig fields, e.g. samples=400000 drawing_share=0.3")
     tr = sub.add_parser("train", help="train a method and evaluate it on the test classes")
@@ -55,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="method options (e.g. lambda_cls=0) or train.KEY=VALUE (e.g. train.epochs=2)")
+
+    tb = sub.add_parser("table", help="train every method of the results table (resumable)")
+    tb.add_argument("--preset", default="cpu", choices=["ci", "cpu", "paper"])
+    tb.add_argument("--out", default="runs/table")
+    tb.add_argument("--methods", default=None, help="comma-separated (default: frozen + Table 1)")
+    tb.add_argument("--settings", default="zs,fg")
+    tb.add_argument("--no-ablations", action="store_true")
+    tb.add_argument("--backbone", default="tiny-synthetic")
 
     ev = sub.add_parser("eval", help="evaluate a saved run on its test classes")
     ev.add_argument("--run", required=True)
@@ -149,6 +158,14 @@ def main(argv=None) -> int:
             return 2
         print(json.dumps({k: v for k, v in metrics.items() if k != "versions"}, indent=2))
         return 0
+    if args.cmd == "table":
+        from .experiment import train_table
+        res = train_table(args.out, args.preset, args.methods.split(",") if args.methods else None,
+                          tuple(args.settings.split(",")), not args.no_ablations, backbone=args.backbone)
+        for name, m in res.items():
+            keys = ("mAP@all", "mAP@200", "P@100", "P@200") if "mAP@all" in m else ("Acc@1", "Acc@5", "Acc@10")
+            print(f"{name:32s} " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  ({m['wall_time_s']:.0f} s)")
+        return 0
     if args.cmd == "eval":
         from .experiment import evaluate_run
         try:
@@ -172,6 +189,17 @@ def main(argv=None) -> int:
         cfg = PretrainConfig(**_parse_overrides(PretrainConfig, args.set))
         card = pretrain(cfg, args.out, resume=not args.no_resume, ship_to=args.ship)
         print(json.dumps(card["final"], indent=2))
+        if args.ship:
+            from pathlib import Path
+
+            from .modelcard import measure_gates, write_model_card
+            ship = Path(args.ship)
+            gates = None
+            if not args.no_gates:
+                gates = measure_gates(checkpoint=str(ship), out_dir=str(Path(args.out) / "gates"))
+                print(json.dumps(gates, indent=2))
+            history = json.loads((Path(args.out) / "history.json").read_text())
+            print("model card:", write_model_card(card, gates, history, ship.parent))
         return 0
     return 1
 

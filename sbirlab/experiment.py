@@ -217,3 +217,46 @@ def load_or_train(cfg: RunConfig, preset: str | None = None, out_root: str | Pat
         run_experiment(cfg, run_dir, resume=True, progress=progress, callbacks=callbacks,
                        epoch_callbacks=epoch_callbacks, backbone=backbone)
     return load_run(run_dir, backbone)
+
+
+#: CLIP-AT's ablations (METHODS.md §4), by setting: the options that switch one component off.
+ABLATIONS = {
+    "zs": ({"tune_ln": False}, {"lambda_cls": 0}),
+    "fg": ({"lambda_cls": 0}, {"lambda_ps": 0}, {"lambda_fdiv": 0}),
+}
+
+
+def table_configs(methods=None, settings=("zs", "fg"), ablations: bool = True, **common) -> list[RunConfig]:
+    """The runs of the results table: every method in every setting, then CLIP-AT's ablations."""
+    from .models.registry import TABLE1
+
+    methods = list(methods or ("frozen", *TABLE1))
+    cfgs = [RunConfig(method=m, setting=s, **common) for s in settings for m in methods]
+    if ablations and "clip-at" in methods:
+        cfgs += [RunConfig(method="clip-at", setting=s, method_cfg=dict(a), **common)
+                 for s in settings for a in ABLATIONS[s]]
+    return cfgs
+
+
+def train_table(out_root: str | Path, preset: str = "cpu", methods=None, settings=("zs", "fg"),
+                ablations: bool = True, resume: bool = True, progress: bool = False, **common) -> dict:
+    """Train (or resume) every run of the table into ``out_root/<run_name>``; returns name -> metrics.
+
+    Finished runs (with ``metrics.json``) are skipped, so an interrupted table resumes where it stopped.
+    A ``table.json`` with every run's metrics and the total wall time is written atomically at the end.
+    """
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    results, t0 = {}, time.time()
+    for cfg in table_configs(methods, settings, ablations, preset=preset, **common):
+        name = run_name(cfg)
+        run_dir = out_root / name
+        if resume and (run_dir / "metrics.json").exists():
+            results[name] = json.loads((run_dir / "metrics.json").read_text())
+            continue
+        log.info("table: training %s", name)
+        results[name] = run_experiment(cfg, run_dir, resume=resume, progress=progress)
+    total = sum(r.get("wall_time_s", 0) for r in results.values())
+    _atomic_json({"preset": preset, "runs": results, "sum_of_run_wall_times_s": round(total, 1),
+                  "this_call_s": round(time.time() - t0, 1)}, out_root / "table.json")
+    return results

@@ -49,12 +49,12 @@ def zero_shot_classification(backbone, items, classes, template="a photo of a {}
 
 
 def measure_gates(backbone_spec: str = "tiny-synthetic", preset: str = "cpu", out_dir: str | Path | None = None,
-                  seed: int = 0, progress: bool = False) -> dict:
+                  seed: int = 0, progress: bool = False, checkpoint: str | None = None) -> dict:
     """Measure the five gates (see module docstring); returns a flat dict of numbers and pass flags."""
     from .experiment import RunConfig, load_data, run_experiment
     from .models.backbone import load_backbone
 
-    bb = load_backbone(backbone_spec)
+    bb = load_backbone(backbone_spec, checkpoint=checkpoint)
     index, parts = load_data(RunConfig(preset=preset))
     classes = list(index.classes)
     res = {"n_classes": len(classes), "n_unseen": len(parts.split.unseen), "chance": 1.0 / len(classes)}
