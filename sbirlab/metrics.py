@@ -566,7 +566,8 @@ def fg_accuracy(
     Args:
         sim: ``[Q, G]`` similarities, higher = more similar.
         query_instance: ``[Q]`` instance id of each query sketch (ints or strings).
-        gallery_instance: ``[G]`` instance id of each gallery photo.
+        gallery_instance: ``[G]`` instance id of each gallery photo. Within a category a match is
+            (category, id); pooled, ids must be unique across categories (Sketchy's file stems are).
         query_labels, gallery_labels: categories; required when ``within_category`` is True.
         ks: cut-offs, one ``"Acc@k"`` key each.
         within_category: METHODS.md DECISION (DP-CLIP convention): a query is ranked only against the
