@@ -41,18 +41,18 @@ class PretrainConfig:
     seed: int = 0
     size: int = 64
     photos_per_class: int = 600       # unique photo instances per class in the corpus
-    drawing_share: float = 0.25       # fraction of the corpus that is clean drawings
+    drawing_share: float = 0.3        # fraction of the corpus that is clean drawings
     drawing_style: str = "mixed"      # outline | cartoon | mixed (see render_drawing)
     captions_per_image: int = 3
     samples: int = 400_000            # samples seen (steps = samples / batch_size)
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 5e-4
     weight_decay: float = 0.1
-    warmup: int = 300
+    warmup: int = 200
     amp: bool = True                  # bf16 autocast on CPU / fp16 on CUDA
     threads: int = 0                  # 0 = torch default
-    eval_every: int = 250
-    ckpt_every: int = 250
+    eval_every: int = 200
+    ckpt_every: int = 200
     eval_per_class: int = 20
     workers: int = 2                  # processes rendering the corpus
     classes: tuple[str, ...] | None = None

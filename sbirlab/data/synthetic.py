@@ -235,12 +235,29 @@ def _normals(pts: np.ndarray) -> np.ndarray:
     return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-8)
 
 
-def sketch_strokes(inst: Instance, drawer: Drawer | int | str, seed: int = 0) -> tuple[list[np.ndarray], list[float]]:
-    """Trace ``inst`` as a drawer would: strokes (``[n, 2]`` arrays on the 256 canvas) and widths."""
+def harder(drawer: Drawer, difficulty: float) -> Drawer:
+    """``drawer`` scaled by ``difficulty`` (1 = as defined): more wobble, misplacement, distortion,
+    omissions and abstraction above 1, tidier below."""
+    d = float(difficulty)
+    if d == 1.0:
+        return drawer
+    keep = lambda p: 1 - (1 - p) ** d if d >= 1 else p * d  # noqa: E731
+    return Drawer(drawer.name, drawer.wobble * d, drawer.tremor * d, drawer.jitter * d, drawer.overshoot * d,
+                  keep(drawer.omit1), keep(drawer.omit2), drawer.spacing * d ** 0.5, drawer.width,
+                  min(0.9, drawer.split * d), drawer.distort * d)
+
+
+def sketch_strokes(inst: Instance, drawer: Drawer | int | str, seed: int = 0,
+                   difficulty: float = 1.0) -> tuple[list[np.ndarray], list[float]]:
+    """Trace ``inst`` as a drawer would: strokes (``[n, 2]`` arrays on the 256 canvas) and widths.
+
+    ``difficulty`` scales the drawer's sloppiness (see :func:`harder`).
+    """
     if isinstance(drawer, int):
         drawer = DRAWERS[drawer % len(DRAWERS)]
     elif isinstance(drawer, str):
         drawer = next(d for d in DRAWERS if d.name == drawer)
+    drawer = harder(drawer, difficulty)
     rng = np.random.default_rng(_seed("sketch", inst.label, inst.seed, drawer.name, seed))
     # whole-sketch distortion: the drawer's proportions are never exact
     A = np.eye(2) + rng.normal(0, drawer.distort, (2, 2))
@@ -287,9 +304,10 @@ def sketch_strokes(inst: Instance, drawer: Drawer | int | str, seed: int = 0) ->
     return [s.astype(np.float32) for s in strokes], widths
 
 
-def render_sketch(inst: Instance, drawer: Drawer | int | str, seed: int = 0, size: int = 64) -> Image.Image:
+def render_sketch(inst: Instance, drawer: Drawer | int | str, seed: int = 0, size: int = 64,
+                  difficulty: float = 1.0) -> Image.Image:
     """Rasterise :func:`sketch_strokes` with the one shared rasteriser."""
-    strokes, widths = sketch_strokes(inst, drawer, seed)
+    strokes, widths = sketch_strokes(inst, drawer, seed, difficulty)
     return rasterize_strokes(strokes, size=size, widths=widths, canvas=CANVAS)
 
 
@@ -392,6 +410,7 @@ class WorldConfig:
     unseen_fraction: float = 0.2
     val_fraction: float = 0.1
     classes: tuple[str, ...] | None = None  # None = every registered class
+    sketch_difficulty: float = 1.0          # scales every drawer's sloppiness (see harder())
 
     def class_list(self) -> list[str]:
         return sorted(self.classes) if self.classes else all_categories()
@@ -400,6 +419,8 @@ class WorldConfig:
         d = asdict(self)
         d["version"] = WORLD_VERSION
         d["classes"] = self.class_list()
+        if d["sketch_difficulty"] == 1.0:  # keeps the keys of worlds made before the knob existed
+            del d["sketch_difficulty"]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -443,7 +464,7 @@ def _render_class(args) -> tuple[str, list[dict]]:
         render_photo(inst, cfg.size).save(out / "photo" / label / f"{pid}.png", compress_level=1)
         drawers = np.random.default_rng(seed).permutation(len(DRAWERS))[: cfg.sketches_per_photo]
         for k, d in enumerate(drawers, start=1):
-            strokes, widths = sketch_strokes(inst, int(d), seed=k)
+            strokes, widths = sketch_strokes(inst, int(d), seed=k, difficulty=cfg.sketch_difficulty)
             rasterize_strokes(strokes, size=cfg.size, widths=widths, canvas=CANVAS).save(
                 out / "sketch" / label / f"{pid}-{k}.png", compress_level=1)
             records.append({"word": class_text(label), "key_id": f"{pid}-{k}", "recognized": True,
