@@ -141,7 +141,7 @@ def main(argv=None) -> int:
             print(path)
             return 0
     if args.cmd == "train":
-        from .experiment import RunConfig, run_experiment
+        from .experiment import RunConfig
         method_cfg, train = {}, {}
         for kv in args.set:
             if "=" not in kv:
@@ -151,12 +151,16 @@ def main(argv=None) -> int:
         cfg = RunConfig(method=args.method, setting=args.setting, dataset=args.dataset, root=args.root,
                         split=args.split, backbone=args.backbone, preset=args.preset, seed=args.seed,
                         device=args.device, method_cfg=method_cfg, train=train)
+        import os
+
+        from .train.distributed import run_distributed  # plain run_experiment unless under torchrun
         try:
-            metrics = run_experiment(cfg, args.out, resume=args.resume)
+            metrics = run_distributed(cfg, args.out, resume=args.resume)
         except (DatasetErrorType(), KeyError, TypeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        print(json.dumps({k: v for k, v in metrics.items() if k != "versions"}, indent=2))
+        if os.environ.get("RANK", "0") == "0":
+            print(json.dumps({k: v for k, v in metrics.items() if k != "versions"}, indent=2))
         return 0
     if args.cmd == "table":
         from .experiment import train_table

@@ -94,6 +94,7 @@ def build(cfg: RunConfig, backbone=None):
     from .train.data import ImageLoader
 
     device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # first: random-weight backbones (tests) must be reproducible too
     bb = backbone or load_backbone(cfg.backbone, device=device)
     index, parts = load_data(cfg)
     classes = sorted({i.label for i in parts.train_sketches})

@@ -12,6 +12,13 @@ A batch (dict) holds ``sketch`` ``[B, 3, H, W]``, ``photo`` (positive), ``photo_
 number of sketches from each (CLIP-AT's f-divergence and DP-CLIP's one-category batches need this;
 ``classes_per_batch=1`` gives DP-CLIP's sampler). Every random choice is a pure function of
 ``(seed, epoch, position)``, so a resumed run sees exactly the batches an uninterrupted one would.
+
+Data-parallel training (:mod:`sbirlab.train.distributed`): ``batch_size`` is the **global** batch.
+Every rank draws the same global batch (same seed) and :meth:`TripletData.shard` makes each rank keep
+a disjoint slice of it (:func:`shard_positions`): whole classes when ``classes_per_batch`` is a
+multiple of the world size, else an equal share of every class. The triplet choices and the
+augmentation are drawn for the whole global batch before slicing, so the union of the ranks' batches
+is exactly the single-process batch.
 """
 from __future__ import annotations
 
@@ -84,14 +91,52 @@ class ImageLoader:
         return len(self.bad)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Light augmentation on a normalised batch: random horizontal flip and shift (<= 1/16 side)."""
+def augment(x: torch.Tensor, gen: torch.Generator, rows: Sequence[int] | None = None,
+            total: int | None = None) -> torch.Tensor:
+    """Light augmentation on a normalised batch: random horizontal flip and shift (<= 1/16 side).
+
+    Args:
+        x: ``[B, 3, H, W]``.
+        gen: the batch's generator.
+        rows: when ``x`` holds only rows ``rows`` of a batch of ``total`` images (a data-parallel
+            shard), the random draws are made for the whole batch and the shard's rows are used, so
+            the shard is augmented exactly as in the full batch.
+        total: size of the full batch (default ``B``).
+    """
     B, _, H, W = x.shape
-    flip = torch.rand(B, generator=gen) < 0.5
+    flip = torch.rand(total or B, generator=gen) < 0.5
+    if rows is not None:
+        flip = flip[torch.as_tensor(list(rows), dtype=torch.long)]
     x = torch.where(flip.view(B, 1, 1, 1), x.flip(3), x)
     p = max(1, H // 16)
     dx, dy = (int(v) for v in torch.randint(0, 2 * p + 1, (2,), generator=gen))
     return F.pad(x, (p, p, p, p), mode="replicate")[:, :, dy:dy + H, dx:dx + W]
+
+
+def shard_positions(classes_per_batch: int, per_class: int, rank: int, world_size: int) -> list[int]:
+    """Positions of rank ``rank``'s slice of a class-major global batch (``P`` classes x ``K`` items).
+
+    The slices of the ``world_size`` ranks are disjoint, of equal size ``P * K / world_size``, and
+    cover the batch. Each slice stays class-balanced:
+
+    * ``P % world_size == 0``: each rank gets ``P / world_size`` **whole classes** (the per-class
+      statistics of the batch, e.g. the f-divergence's ``B_c``, are those of the single-process run);
+    * else ``K % world_size == 0``: each rank gets ``K / world_size`` items of **every** class;
+    * else :class:`ValueError`.
+    """
+    P, K, W = int(classes_per_batch), int(per_class), int(world_size)
+    if not 0 <= rank < W:
+        raise ValueError(f"rank {rank} out of range for world size {W}")
+    if W == 1:
+        return list(range(P * K))
+    if P % W == 0:
+        per = P // W
+        return list(range(rank * per * K, (rank + 1) * per * K))
+    if K % W == 0:
+        per = K // W
+        return [c * K + rank * per + j for c in range(P) for j in range(per)]
+    raise ValueError(f"cannot split batches of {P} classes x {K} items evenly over {W} ranks: make "
+                     f"classes_per_batch or batch_size // classes_per_batch a multiple of {W}")
 
 
 class ClassBalancedBatchSampler:
@@ -119,6 +164,11 @@ class ClassBalancedBatchSampler:
 
     def __len__(self) -> int:
         return self.steps
+
+    @property
+    def global_batch_size(self) -> int:
+        """Items per batch (``P * K``; can be below the requested ``batch_size``)."""
+        return self.P * self.K
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch, 7])
@@ -163,12 +213,26 @@ class TripletData:
         self.seed = seed
         self.do_augment = do_augment
         self.sampler = ClassBalancedBatchSampler(self.labels, batch_size, classes_per_batch, seed, steps_per_epoch)
+        self.cidx = cidx
+        self.rank, self.world_size = 0, 1
+        self._rows: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
+
+    def shard(self, rank: int, world_size: int) -> "TripletData":
+        """Keep only rank ``rank``'s slice of every global batch (see :func:`shard_positions`).
+
+        Every rank iterates the same number of batches; ``shard(0, 1)`` undoes the sharding.
+        Returns ``self``.
+        """
+        rows = shard_positions(self.sampler.P, self.sampler.K, rank, world_size)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self._rows = None if world_size == 1 else rows
+        return self
 
     def _triplet(self, i: int, rng: np.random.Generator) -> tuple[int, int, int]:
         s = self.sketches[i]
@@ -186,19 +250,21 @@ class TripletData:
 
     def __iter__(self):
         epoch = self.sampler.epoch
+        rows = self._rows
         for step, idx in enumerate(self.sampler):
             rng = np.random.default_rng([self.seed, epoch, step, 11])
-            trip = [self._triplet(i, rng) for i in idx]
+            trip = [self._triplet(i, rng) for i in idx]  # drawn for the whole global batch
             gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+            if rows is not None:  # this rank's slice (data-parallel)
+                trip = [trip[r] for r in rows]
             sk = self.loader.batch([self.sketches[i] for i, _, _ in trip])
             ph = self.loader.batch([self.photos[p] for _, p, _ in trip])
             ng = self.loader.batch([self.photos[n] for _, _, n in trip])
             if self.do_augment:
-                sk, ph, ng = augment(sk, gen), augment(ph, gen), augment(ng, gen)
-            cidx = {c: k for k, c in enumerate(self.classes)}
+                sk, ph, ng = (augment(x, gen, rows, len(idx)) for x in (sk, ph, ng))
             yield {
                 "sketch": sk, "photo": ph, "photo_neg": ng,
                 "label": torch.tensor([self.labels[i] for i, _, _ in trip]),
-                "label_neg": torch.tensor([cidx[self.photos[n].label] for _, _, n in trip]),
-                "index": torch.tensor(idx),
+                "label_neg": torch.tensor([self.cidx[self.photos[n].label] for _, _, n in trip]),
+                "index": torch.tensor([i for i, _, _ in trip]),
             }

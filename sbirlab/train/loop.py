@@ -4,9 +4,16 @@ Like nanoGPT / minGPT's trainer: no framework, callbacks instead of Jupyter know
 passes ``on_batch_end`` to draw live curves), ``max_steps`` for smoke runs, mixed precision on CUDA,
 ``tqdm.auto`` progress bars. Model selection uses the **validation classes** (held-out seen classes),
 never the test classes. A checkpoint is written atomically after every epoch (trainable state,
-optimiser, RNG states, resolved config, versions); ``fit(resume=True)`` continues from it and ends with
-the same numbers as an uninterrupted run with the same seed, because every batch is a pure function
-of ``(seed, epoch, step)`` (:mod:`sbirlab.train.data`).
+optimiser, scheduler, RNG states, the epoch's metrics, resolved config, versions); ``fit(resume=True)``
+continues from it and ends with the same numbers as an uninterrupted run with the same seed, because
+every batch is a pure function of ``(seed, epoch, step)`` (:mod:`sbirlab.train.data`) and the
+optimiser, scheduler and every RNG state are restored. Resuming continues the **same** run: change
+``epochs`` / ``max_steps`` and the cosine schedule (which spans the whole run) changes too, so
+extending a finished run is not the same as having asked for more epochs from the start.
+
+Under torchrun, :func:`fit` trains data-parallel with DistributedDataParallel
+(:mod:`sbirlab.train.distributed`): each rank takes a disjoint slice of every global batch, rank 0
+validates and writes files (the write helpers here are no-ops on the other ranks).
 """
 from __future__ import annotations
 
@@ -79,16 +86,34 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=dtype), dtype == torch.float16 and device.type == "cuda"
 
 
-def _atomic_save(obj, path: Path) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``<path>.tmp`` + fsync + ``os.replace``: readers never see a partial file.
+
+    Under torch.distributed only rank 0 writes (the other ranks return at once).
+    """
+    from .distributed import is_main
+
+    if not is_main():
+        return
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_save(obj, path: Path) -> None:
+    _atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
 
 
 def versions() -> dict:
@@ -164,13 +189,19 @@ def make_optimizer(method, cfg: TrainConfig, total_steps: int):
 
 def train_one_epoch(method, data: TripletData, opt, sched, state: TrainState, cfg: TrainConfig,
                     device, callbacks: Sequence[Callable] = (), progress: bool = True) -> dict:
-    """One pass of the class-balanced sampler. Calls ``cb(step, logs)`` after every batch."""
+    """One pass of the class-balanced sampler. Calls ``cb(step, logs)`` after every batch.
+
+    ``method`` may be wrapped in DistributedDataParallel (:func:`sbirlab.train.distributed.wrap_ddp`);
+    the logs are then averaged over the ranks.
+    """
     from tqdm.auto import tqdm
+
+    from .distributed import mean_logs, unwrap
 
     method.train()
     ctx_factory = lambda: _autocast(device, cfg.amp)[0]  # noqa: E731
     scaler = torch.amp.GradScaler("cuda", enabled=_autocast(device, cfg.amp)[1])
-    params = [p for _, p in method.trainable_named_parameters()]
+    params = [p for _, p in unwrap(method).trainable_named_parameters()]
     data.set_epoch(state.epoch)
     sums, n = {}, 0
     bar = tqdm(data, total=len(data), desc=f"epoch {state.epoch + 1}", disable=not progress, leave=False)
@@ -190,9 +221,10 @@ def train_one_epoch(method, data: TripletData, opt, sched, state: TrainState, cf
         sched.step()
         state.step += 1
         n += 1
+        logs = mean_logs(logs)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + float(v)
-        bar.set_postfix(loss=f"{logs.get('loss', float(loss)):.3f}")
+        bar.set_postfix(loss=f"{logs['loss'] if 'loss' in logs else loss.item():.3f}")
         for cb in callbacks:
             cb(state.step, dict(logs, epoch=state.epoch))
     return {k: v / max(1, n) for k, v in sums.items()}
@@ -214,7 +246,7 @@ def _set_rng_state(st: dict) -> None:
 def fit(method, data: TripletData, val: tuple[Sequence[Item], Sequence[Item]] | None, cfg: TrainConfig,
         out_dir: str | Path | None = None, resume: bool = False, run_config: dict | None = None,
         callbacks: Sequence[Callable] = (), epoch_callbacks: Sequence[Callable] = (), progress: bool = True,
-        device=None) -> TrainState:
+        device=None, distributed: bool | None = None, find_unused_parameters: bool = False) -> TrainState:
     """Train ``method`` for ``cfg.epochs`` epochs, validating after each, keeping the best epoch.
 
     Args:
@@ -224,17 +256,34 @@ def fit(method, data: TripletData, val: tuple[Sequence[Item], Sequence[Item]] | 
         out_dir: where ``checkpoint.pt`` (every epoch, atomic), ``best.pt`` and ``history.json`` go.
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         run_config: the resolved run config stored in every checkpoint.
-        callbacks: ``cb(step, logs)`` after every batch; ``epoch_callbacks``: ``cb(epoch, record)``.
+        callbacks: ``cb(step, logs)`` after every batch; ``epoch_callbacks``: ``cb(epoch, record)``, called
+            after the epoch's checkpoint is written.
+        device: where to train (default: where the method's parameters are).
+        distributed: train data-parallel with DDP over the torch.distributed process group; ``None``
+            (default) = when torchrun launched several processes (``WORLD_SIZE > 1``; the group is
+            initialised if needed). ``cfg.batch_size`` is then the global batch
+            (see :mod:`sbirlab.train.distributed`).
+        find_unused_parameters: passed to DDP (for methods that leave trainable tensors unused in a step).
     Returns:
         The final :class:`TrainState`; the method holds the **best** epoch's weights when ``val`` is given.
     """
-    from .data import ImageLoader  # noqa: F401
+    from . import distributed as ddp
 
+    if distributed is None:
+        distributed = ddp.env_world_size() > 1 or ddp.is_distributed()
+    info = ddp.init_distributed() if distributed else ddp.DistInfo()
+    distributed = info.world_size > 1
+    main = info.is_main
     device = torch.device(device) if device is not None else next(method.parameters()).device
     out = Path(out_dir) if out_dir else None
-    if out:
+    if out and main:
         out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed + info.rank)
+    if hasattr(data, "shard"):
+        data.shard(info.rank, info.world_size)
+    elif distributed:
+        raise TypeError(f"data-parallel training needs data with a shard(rank, world_size) method, "
+                        f"got {type(data).__name__}")
     total = cfg.epochs * len(data)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -246,23 +295,33 @@ def fit(method, data: TripletData, val: tuple[Sequence[Item], Sequence[Item]] | 
         method.load_trainable_state_dict(st["trainable"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
-        _set_rng_state(st["rng"])
+        ranks = st.get("rng_ranks")
+        if ranks is not None and len(ranks) == info.world_size:
+            _set_rng_state(ranks[info.rank])
+        else:
+            if info.world_size != st.get("world_size", 1):
+                log.warning("checkpoint written with %s process(es), resuming with %d: the method's own "
+                            "random draws differ from the original run", st.get("world_size", 1), info.world_size)
+            _set_rng_state(st["rng"])
         state = TrainState(**st["state"])
         log.info("resumed from %s at epoch %d (step %d)", ck, state.epoch, state.step)
     select = cfg.select_metric or ("mAP@all" if data.setting == "zs" else "Acc@1")
     best_state = None
     if out and (out / "best.pt").exists() and resume:
         best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=False)["trainable"]
+    model = ddp.wrap_ddp(method, device, find_unused_parameters) if distributed else method
     while state.epoch < cfg.epochs and not (cfg.max_steps and state.step >= cfg.max_steps):
         t0 = time.time()
-        train_logs = train_one_epoch(method, data, opt, sched, state, cfg, device, callbacks, progress)
+        train_logs = train_one_epoch(model, data, opt, sched, state, cfg, device, callbacks, progress and main)
         rec = {"epoch": state.epoch + 1, "step": state.step, **{f"train/{k}": v for k, v in train_logs.items()}}
         if val is not None:
             vq, vg = val
             if cfg.eval_max_queries and len(vq) > cfg.eval_max_queries:
                 pick = np.random.default_rng(cfg.seed).choice(len(vq), cfg.eval_max_queries, replace=False)
                 vq = [vq[i] for i in sorted(pick)]
-            vm = evaluate(method, vq, vg, data.setting, data.loader, device)
+            # rank 0 validates; every rank gets its numbers, so all keep the same best epoch
+            vm = evaluate(method, vq, vg, data.setting, data.loader, device) if main else None
+            vm = ddp.broadcast_object(vm)
             rec.update({f"val/{k}": v for k, v in vm.items()})
             score = vm.get(select, -math.inf)
             if score > state.best:
@@ -275,14 +334,17 @@ def fit(method, data: TripletData, val: tuple[Sequence[Item], Sequence[Item]] | 
         rec["seconds"] = round(state.seconds, 1)
         state.history.append(rec)
         state.epoch += 1
-        log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
-        for cb in epoch_callbacks:
-            cb(state.epoch, rec)
-        if out:
+        if main:
+            log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
+        if out:  # before the epoch callbacks, so an exception there cannot lose the epoch
+            rng_ranks = ddp.all_gather_object(_rng_state()) if distributed else None
             _atomic_save({"trainable": method.trainable_state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "rng": _rng_state(), "state": asdict(state),
+                          "scheduler": sched.state_dict(), "rng": _rng_state(), "rng_ranks": rng_ranks,
+                          "world_size": info.world_size, "state": asdict(state), "metrics": rec,
                           "config": run_config, "versions": versions()}, ck)
             _atomic_json(state.history, out / "history.json")
+        for cb in epoch_callbacks:
+            cb(state.epoch, rec)
     if best_state is not None:
         method.load_trainable_state_dict(best_state)
     return state
