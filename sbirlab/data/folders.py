@@ -548,14 +548,18 @@ def load_folders(root, *, name: str = "folders", paired: bool = True, sketch_sou
 def load_synthetic(root=None, *, classes=None, **ensure_kw) -> DatasetIndex:
     """The offline synthetic world: ``sbirlab.data.synthetic.ensure_dataset(root)``, read as folders.
 
-    ``ensure_dataset`` builds the tree if needed and returns its path (``photo/<class>/<id>.png``,
+    ``root`` is either a generated world (a folder with ``world.json``) or the cache folder that
+    ``ensure_dataset`` keeps worlds in. ``ensure_dataset`` builds the tree if needed and returns its path (``photo/<class>/<id>.png``,
     ``sketch/<class>/<id>-<k>.png``, ``strokes/<class>.ndjson``, ``splits/``); sketches pair with
     photos by file name.
     """
     import importlib
 
     synthetic = importlib.import_module("sbirlab.data.synthetic")  # lazy: builds data on demand
-    path = Path(synthetic.ensure_dataset(root=root, **ensure_kw))
+    if root is not None and (Path(root) / "world.json").exists():
+        path = Path(root)  # a generated world itself (what `sbirlab data generate` prints)
+    else:  # the cache folder holding world-* trees
+        path = Path(synthetic.ensure_dataset(root=root, **ensure_kw))
     index = load_folders(path, name="synthetic", paired=True, classes=classes)
     if (path / "strokes").is_dir():
         index.meta["strokes_dir"] = str(path / "strokes")

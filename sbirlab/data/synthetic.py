@@ -219,7 +219,8 @@ DRAWERS: tuple[Drawer, ...] = (
 
 
 def _resample(pts: np.ndarray, spacing: float, min_n: int = 3, max_n: int = 80) -> np.ndarray:
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    d = pts[1:] - pts[:-1]
+    seg = np.sqrt((d * d).sum(1))  # = np.linalg.norm(..., axis=1), without its overhead
     t = np.concatenate([[0.0], np.cumsum(seg)])
     total = t[-1]
     if total < 1e-6:
@@ -230,9 +231,12 @@ def _resample(pts: np.ndarray, spacing: float, min_n: int = 3, max_n: int = 80) 
 
 
 def _normals(pts: np.ndarray) -> np.ndarray:
-    d = np.gradient(pts, axis=0)
+    d = np.empty_like(pts)  # = np.gradient(pts, axis=0) (central differences), without its overhead
+    d[1:-1] = (pts[2:] - pts[:-2]) / 2.0
+    d[0] = pts[1] - pts[0]
+    d[-1] = pts[-1] - pts[-2]
     n = np.stack([-d[:, 1], d[:, 0]], axis=1)
-    return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-8)
+    return n / (np.sqrt((n * n).sum(1, keepdims=True)) + 1e-8)
 
 
 def harder(drawer: Drawer, difficulty: float) -> Drawer:

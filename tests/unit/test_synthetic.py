@@ -179,10 +179,10 @@ def test_sketch_png_equals_its_ndjson_record_rasterised(world):
             again = _px(rasterize_strokes(quickdraw_to_strokes(rec["drawing"]), size=SMALL.size,
                                           widths=rec["width"], canvas=CANVAS))
             # QuickDraw stores integer coordinates clipped to 0-255: equal within rounding
-            assert np.abs(png - again).mean() < 4.0, (label, line)
-            ink_png, ink_again = png[..., 0] < 128, again[..., 0] < 128
-            iou = (ink_png & ink_again).sum() / max(1, (ink_png | ink_again).sum())
-            assert iou > 0.6, (label, line, iou)
+            assert np.abs(png - again).mean() < 8.0, (label, line)  # of 255
+            # thin drawers' lines are sub-pixel (light grey) at 64 px: compare ink darkness, not a threshold
+            r = np.corrcoef(255 - png[..., 0].ravel(), 255 - again[..., 0].ravel())[0, 1]
+            assert r > 0.7, (label, line, r)
 
 
 @pytest.mark.parametrize("size", [64, 224])
@@ -305,9 +305,10 @@ def test_cache_is_keyed_by_the_config(tmp_path, monkeypatch):
     base = WorldConfig(classes=("apple", "car"), photos_per_class=1, sketches_per_photo=1)
     keys = {base.key()}
     for change in ({"seed": 1}, {"size": 32}, {"photos_per_class": 2}, {"sketches_per_photo": 2},
-                   {"unseen_fraction": 0.5}, {"val_fraction": 0.2}, {"classes": ("apple", "cup")}):
+                   {"unseen_fraction": 0.5}, {"val_fraction": 0.2}, {"classes": ("apple", "cup")},
+                   {"sketch_difficulty": 1.5}):
         keys.add(WorldConfig(**{**base.__dict__, **change}).key())
-    assert len(keys) == 8
+    assert len(keys) == 9
     monkeypatch.setattr(synthetic, "WORLD_VERSION", synthetic.WORLD_VERSION + 1)
     assert base.key() not in keys  # a new renderer version never reads old files
 
@@ -338,3 +339,26 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "_render_class", real)
     ds = ensure_dataset(root=tmp_path, cfg=cfg, workers=1)  # a leftover .tmp folder is replaced
     assert (ds / "world.json").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+# -------------------------------------------------------------------------------------- sample grids
+
+def test_sample_grids_of_the_world(world):
+    from sbirlab.viz.grids import DRAWING_TITLE, image_grid, index_rows, sample_grid, world_rows
+
+    root, ds = world
+    d = world_rows(["apple", "car"], n_sketches=2)
+    assert d["col_titles"] == ["photo", "sketch 1", "sketch 2", DRAWING_TITLE]
+    assert len(d["rows"]) == 2 and all(len(r) == 4 for r in d["rows"])
+    # the grid shows the dataset's own files: the photo and sketch 1 of apple_0000
+    assert _px(d["rows"][0][0]).tobytes() == _px(Image.open(ds / "photo/apple/apple_0000.png").convert("RGB")).tobytes()
+    assert _px(d["rows"][0][1]).tobytes() == _px(Image.open(ds / "sketch/apple/apple_0000-1.png").convert("RGB")).tobytes()
+    first = next(read_ndjson(ds / "strokes" / "apple.ndjson"))[1]
+    assert d["cell_labels"][0][1] == first["drawer"]
+    img = sample_grid(**d, as_image=True)
+    assert img.mode == "RGB" and img.width > 4 * 64 and img.height > 2 * 64
+    assert image_grid(d["rows"], pad=2).size == (4 * 64 + 5 * 2, 2 * 64 + 3 * 2)
+    ix = load_dataset("synthetic", root=root, cfg=SMALL)
+    g = index_rows(ix, classes=["giraffe", "tree"], n_sketches=2)
+    assert g["row_titles"] == ["giraffe", "tree"] and g["col_titles"][1] == "its sketch 1"
+    assert all(len(r) == 3 and r[0].size == (64, 64) for r in g["rows"])

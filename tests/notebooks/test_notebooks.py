@@ -1,0 +1,151 @@
+"""Execute every numbered notebook with papermill in the ``ci`` preset and check the numbers it records.
+
+How a notebook plugs in (nothing to register; ``notebooks/[0-9]*.ipynb`` are found automatically):
+
+- its ``parameters`` cell declares at least ``PRESET`` and ``OUT_DIR`` (see ``notebooks/_template.ipynb``);
+  the harness runs it with ``PRESET="ci"`` and ``OUT_DIR=<a tmp folder>``, kernel ``python3``, with the
+  notebooks folder as working directory;
+- its last cell writes ``<OUT_DIR>/<notebook stem>.json``; the harness asserts the file exists and
+  holds ``"preset": "ci"``;
+- optionally, add a function to :data:`CHECKS` (key: the notebook stem) that asserts on the recorded
+  numbers (sanity bounds in the ci preset, not the paper's results).
+
+Data for the kernels: ``SBIRLAB_DATA`` points at **one tmp folder per test session**, so the ci-preset
+synthetic world (70 classes x 4 photos x 3 sketches, about two seconds to generate on an idle core) is
+generated once by the first notebook that needs it and shared by the rest, and a run never reads or
+writes the repository's ``data/synthetic`` cache (nor a real dataset configured on the machine).
+Checkpoints (``data/checkpoints``) and split files (``data/splits``) are not affected by
+``SBIRLAB_DATA``. ``HF_HUB_OFFLINE=1`` keeps kernels off the network.
+
+The structure test (no papermill needed) checks every committed notebook, the template included:
+outputs cleared, exactly one ``parameters`` cell holding plain scalars and strings, balanced solution
+markers, and the template's order (title first, the JSON record last).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NB_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9]*.ipynb"))
+ALL_NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+CELL_TIMEOUT_S = 900
+
+
+# ------------------------------------------------------------------------------- per-notebook checks
+
+def _check_01(r: dict) -> None:
+    assert r["dataset"] == "synthetic" and r["n_classes"] >= 60 and r["n_groups"] == 7 and r["n_drawers"] == 8
+    sc = r["split_classes"]
+    assert sc["seen"] + sc["unseen"] == r["n_classes"] == r["totals"]["classes"]
+    assert sc["unseen"] == round(0.2 * r["n_classes"]) and 2 <= sc["val"] < sc["seen"]
+    per_class = 4  # photos per class in the ci preset
+    assert r["totals"]["photos"] == r["n_classes"] * per_class
+    assert r["totals"]["sketches"] == r["totals"]["photos"] * r["sketches_per_photo"]
+    assert r["test_gallery"] == sc["unseen"] * per_class
+    assert r["test_queries"] == r["test_gallery"] * r["sketches_per_photo"]
+    assert r["gzs_seen_sketches"] == round(0.2 * r["test_queries"])
+    assert r["gzs_seen_photos"] == round(0.2 * r["test_gallery"])
+    assert r["fg_pairs"] == r["test_queries"]  # every unseen sketch has its photo
+    assert 0 <= r["stroke_png_diff"] < 8  # an .ndjson record re-rasterised equals its PNG within rounding
+    assert r["least_ink_drawer"] in {"careful", "quick", "shaky", "bold", "minimal", "detailed", "loose", "child"}
+    assert r["real_dataset"] is None
+
+
+#: notebook stem -> check of its recorded JSON (notebooks without one only need to write the JSON).
+CHECKS: dict[str, Callable[[dict], None]] = {
+    "01_data_and_protocols": _check_01,
+}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _load(path: Path):
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def _parameter_cells(nb) -> list:
+    return [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def _plain_assignments(source: str) -> dict:
+    """``{name: value}`` of a parameters cell; fails on anything but ``NAME = <scalar or string>``."""
+    out = {}
+    for node in ast.parse(source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+            f"parameters cell: only NAME = value lines, got {ast.unparse(node)!r}"
+        value = ast.literal_eval(node.value)
+        assert value is None or isinstance(value, (bool, int, float, str)), \
+            f"parameters cell: {node.targets[0].id} must be a plain scalar or string (papermill), got {value!r}"
+        out[node.targets[0].id] = value
+    return out
+
+
+@pytest.fixture(scope="session")
+def kernel_env(tmp_path_factory):
+    """Environment of the papermill kernels (inherited from this process) for the whole session."""
+    data = tmp_path_factory.mktemp("sbirlab_data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SBIRLAB_DATA", str(data))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.delenv("SBIRLAB_SPLITS_DIR", raising=False)
+    yield data
+    mp.undo()
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+def test_notebooks_are_found():
+    assert NOTEBOOKS, f"no notebooks/[0-9]*.ipynb in {NB_DIR}"
+    assert (NB_DIR / "_template.ipynb").is_file()
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=[p.stem for p in ALL_NOTEBOOKS])
+def test_committed_notebook_structure(path):
+    nb = _load(path)
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code":
+            assert c.get("outputs") == [] and c.get("execution_count") is None, \
+                f"{path.name}: cell {i} has outputs; clear them (jupyter nbconvert --clear-output --inplace)"
+    params = _parameter_cells(nb)
+    assert len(params) == 1, f"{path.name}: {len(params)} cells tagged 'parameters'; exactly one expected"
+    assert params[0].cell_type == "code"
+    names = _plain_assignments(params[0].source)
+    assert {"PRESET", "OUT_DIR"} <= set(names), f"{path.name}: the parameters cell must declare PRESET and OUT_DIR"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    head = nb.cells[0].source.lower()
+    assert "learning objectives" in head and "prerequisites" in head and "runtime" in head
+    assert nb.cells.index(params[0]) == 2 and nb.cells[1].cell_type == "code", \
+        f"{path.name}: title, one setup cell, then the parameters cell"
+    text = "\n".join(c.source for c in nb.cells)
+    assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION")
+    assert nb.cells[-1].cell_type == "code" and "json" in nb.cells[-1].source, \
+        f"{path.name}: the last cell records the key numbers to JSON"
+    if path.stem[:1].isdigit():
+        assert "### BEGIN SOLUTION" in text, f"{path.name}: at least one exercise with its solution"
+        assert "## summary" in text.lower() and "references" in text.lower()
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_ci_preset(path, tmp_path, kernel_env):
+    papermill = pytest.importorskip("papermill")
+    out_nb = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(out_nb), parameters={"PRESET": "ci", "OUT_DIR": str(tmp_path)},
+                               kernel_name="python3", cwd=str(NB_DIR), progress_bar=False,
+                               execution_timeout=CELL_TIMEOUT_S)
+    record = tmp_path / f"{path.stem}.json"
+    assert record.is_file(), f"{path.name} did not write {record.name} to OUT_DIR"
+    r = json.loads(record.read_text())
+    assert r.get("preset") == "ci"
+    bad = [k for k, v in r.items() if isinstance(v, float) and not math.isfinite(v)]
+    assert not bad, f"non-finite numbers recorded: {bad}"
+    CHECKS.get(path.stem, lambda r: None)(r)
