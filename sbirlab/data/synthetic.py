@@ -485,7 +485,7 @@ def generate_dataset(out: str | Path, cfg: WorldConfig | None = None, workers: i
     """Write a synthetic SBIR dataset to ``out`` (a temporary folder renamed into place when done)."""
     cfg = cfg or WorldConfig()
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # per process: concurrent generators never collide
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -507,6 +507,9 @@ def generate_dataset(out: str | Path, cfg: WorldConfig | None = None, workers: i
             "classes": classes, "groups": {c: CATEGORIES[c].group for c in classes},
             "split": split, "instances": dict(results), "seconds": round(time.time() - t0, 1)}
     (tmp / "world.json").write_text(json.dumps(info, indent=1))
+    if (out / "world.json").exists():  # another process finished the same world first: keep theirs
+        shutil.rmtree(tmp)
+        return out
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

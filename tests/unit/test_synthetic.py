@@ -239,7 +239,7 @@ def test_layout_on_disk(world):
         assert sum(1 for _ in read_ndjson(ds / "strokes" / f"{label}.ndjson")) == 8
     assert sorted(p.name for p in (ds / "splits").iterdir()) == [
         "synthetic_seen.txt", "synthetic_unseen.txt", "synthetic_val.txt"]
-    assert not list(root.glob("*.tmp"))  # written to a temporary folder, renamed when done
+    assert not list(root.glob("*.tmp*"))  # written to a temporary folder, renamed when done
 
 
 def test_load_dataset_reads_the_world_through_the_folder_loader(world):
@@ -338,7 +338,7 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
     assert not any((p / "world.json").exists() for p in tmp_path.iterdir())
     monkeypatch.setattr(synthetic, "_render_class", real)
     ds = ensure_dataset(root=tmp_path, cfg=cfg, workers=1)  # a leftover .tmp folder is replaced
-    assert (ds / "world.json").exists() and not list(tmp_path.glob("*.tmp"))
+    assert (ds / "world.json").exists() and not list(tmp_path.glob("*.tmp*"))
 
 
 # -------------------------------------------------------------------------------------- sample grids
