@@ -271,7 +271,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship
         now = time.time()
         elapsed += now - t_last
         t_last = now
-        rec = {"step": step, "samples": step * cfg.batch_size, "loss": float(loss), "seconds": round(elapsed, 1)}
+        rec = {"step": step, "samples": step * cfg.batch_size, "loss": loss.item(), "seconds": round(elapsed, 1)}
         if step % cfg.eval_every == 0 or step == steps:
             rec["photo_acc_all"] = zero_shot_accuracy(model, tokenizer, classes, held["photo"], held_labels, cfg.mean, cfg.std, device=device)
             rec["sketch_acc_all"] = zero_shot_accuracy(model, tokenizer, classes, held["sketch"], held_labels, cfg.mean, cfg.std, device=device)
