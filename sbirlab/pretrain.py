@@ -221,6 +221,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship
     held, held_labels = heldout_set(classes, cfg.eval_per_class, cfg.size, seed=cfg.seed + 1)
 
     steps = cfg.samples // cfg.batch_size
+    if steps < 1:
+        raise ValueError(f"samples={cfg.samples} is less than one batch (batch_size={cfg.batch_size})")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
