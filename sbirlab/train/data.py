@@ -267,4 +267,6 @@ class TripletData:
                 "label": torch.tensor([self.labels[i] for i, _, _ in trip]),
                 "label_neg": torch.tensor([self.cidx[self.photos[n].label] for _, _, n in trip]),
                 "index": torch.tensor([i for i, _, _ in trip]),
+                "photo_index": torch.tensor([q for _, q, _ in trip]),
+                "photo_neg_index": torch.tensor([n for _, _, n in trip]),
             }

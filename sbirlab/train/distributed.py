@@ -309,6 +309,7 @@ def config_from_args(args: argparse.Namespace):
     d: dict = {}
     if args.config:
         d = json.loads(Path(args.config).read_text())
+        d.pop("method_resolved", None)  # a record only; the options come from method_cfg + preset
         train = d.get("train", {})  # a run's config.json holds the resolved train config
         d["train"] = {k: v for k, v in train.items() if k not in ("seed", "device")}
     for name in ("method", "setting", "dataset", "root", "split", "backbone", "preset", "seed", "device"):

@@ -358,3 +358,56 @@ def test_b_ip_prompts_are_independent_per_modality(tokenizer):
         m.sketch_prompts.add_(1.0)
         assert not torch.equal(m.encode_sketch(x), s0)
         assert torch.equal(m.encode_photo(x), p0)
+
+
+# ---------------------------------------------------------------------------------------------
+# negatives: the sampled one ("random", the papers) or the hardest valid one in the batch
+
+
+def _neg_case():
+    # 3 sketches; photos: p (positives) then n (sampled negatives), 2-d embeddings on the unit circle
+    ang = lambda d: torch.tensor([math.cos(math.radians(d)), math.sin(math.radians(d))])  # noqa: E731
+    s = torch.stack([ang(0), ang(90), ang(180)])
+    p = torch.stack([ang(5), ang(95), ang(185)])
+    n = torch.stack([ang(120), ang(10), ang(300)])
+    batch = {"label": torch.tensor([0, 1, 0]), "label_neg": torch.tensor([1, 0, 1]),
+             "photo_index": torch.tensor([10, 11, 12]), "photo_neg_index": torch.tensor([13, 14, 15])}
+    return s, p, n, batch
+
+
+def test_random_negatives_are_the_sampled_ones(tokenizer):
+    m = make("b-deep", "zs", tokenizer)
+    s, p, n, batch = _neg_case()
+    assert torch.equal(m.negatives(s, p, n, batch), n)
+
+
+def test_batch_hard_negatives_zs_pick_the_closest_photo_of_another_class(tokenizer):
+    m = make("b-deep", "zs", tokenizer, negatives="batch-hard")
+    s, p, n, batch = _neg_case()
+    got = m.negatives(s, p, n, batch)
+    # candidates: p0(5,c0) p1(95,c1) p2(185,c0) n0(120,c1) n1(10,c0) n2(300,c1)
+    # sketch 0 (class 0, at 0 deg): other-class photos p1 (95), n0 (120), n2 (300 = -60) -> n2
+    # sketch 1 (class 1, at 90 deg): class-0 photos p0 (5), p2 (185), n1 (10) -> n1 (80 deg away)
+    # sketch 2 (class 0, at 180 deg): p1 (95), n0 (120), n2 (300) -> n0 (60 deg away)
+    assert torch.allclose(got, torch.stack([n[2], n[1], n[0]]))
+
+
+def test_batch_hard_negatives_fg_pick_another_instance_of_the_same_class(tokenizer):
+    m = make("b-deep", "fg", tokenizer, negatives="batch-hard")
+    s, p, n, batch = _neg_case()
+    batch = {**batch, "label_neg": batch["label"].clone()}  # FG: negatives share the class
+    got = m.negatives(s, p, n, batch)
+    # sketch 0 (class 0, pair 10): class-0 photos except index 10: p2 (185), n0 (120), n2 (300) -> n2
+    # sketch 1 (class 1, pair 11): only n1 (10 deg) is class 1 and not its pair -> n1
+    # sketch 2 (class 0, pair 12): p0 (5), n0 (120), n2 (300) -> n0 (60 deg)
+    assert torch.allclose(got, torch.stack([n[2], n[1], n[0]]))
+
+
+def test_batch_hard_keeps_the_sampled_negative_without_a_valid_one_and_rejects_unknown_modes(tokenizer):
+    m = make("b-deep", "zs", tokenizer, negatives="batch-hard")
+    s, p, n, batch = _neg_case()
+    same = {**batch, "label": torch.zeros(3, dtype=torch.long), "label_neg": torch.zeros(3, dtype=torch.long)}
+    assert torch.equal(m.negatives(s, p, n, same), n)
+    assert torch.equal(m.negatives(s, p, n, {}), n)  # no label keys (e.g. a custom batch)
+    with pytest.raises(ValueError, match="negatives must be"):
+        make("b-deep", "zs", tokenizer, negatives="semi").negatives(s, p, n, batch)

@@ -88,7 +88,7 @@ class CLIPAT(SBIRMethod):
         s = self.encode_sketch(batch["sketch"])
         p = self.encode_photo(batch["photo"])
         n = self.encode_photo(batch["photo_neg"])
-        l_tri = triplet_loss(s, p, n, self.cfg.margin)
+        l_tri = triplet_loss(s, p, self.negatives(s, p, n, batch), self.cfg.margin)
         logs = {"triplet": l_tri.item()}
         total = l_tri
         if self.cfg.lambda_cls > 0:
