@@ -34,5 +34,8 @@ report: venv
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+student: venv
+	$(BIN)/sbirlab student
+
 clean-venv:
 	rm -rf $(VENV)

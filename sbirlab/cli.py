@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--only", default=None, help="comma-separated notebook numbers or name parts")
     rp.add_argument("--dataset", default=None)
     rp.add_argument("--backbone", default=None)
+
+    st = sub.add_parser("student", help="write notebooks/student/ (the notebooks with solutions removed)")
+    st.add_argument("--src", default=None, help="folder of solved notebooks (default: notebooks/)")
+    st.add_argument("--out", default=None, help="default: <src>/student")
+    st.add_argument("--check", action="store_true", help="only report stale copies (exit 1 if any)")
     return p
 
 
@@ -187,6 +192,21 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         print(f"{len(results)} notebook(s) executed; open {args.out}/index.html")
+        return 0
+    if args.cmd == "student":
+        from .teaching import SolutionMarkerError, stale_student_copies, write_student_copies
+        try:
+            if args.check:
+                stale = stale_student_copies(args.src, args.out)
+                for n in stale:
+                    print(f"stale: {n}")
+                print("student copies are current" if not stale else "run `sbirlab student` to refresh them")
+                return 1 if stale else 0
+            paths = write_student_copies(args.src, args.out)
+        except (SolutionMarkerError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{len(paths)} student notebook(s) in {paths[0].parent if paths else args.out}")
         return 0
     if args.cmd == "pretrain":
         from .pretrain import PretrainConfig, pretrain
