@@ -16,7 +16,7 @@ endif
 PRESET ?= default
 PYTEST_ARGS ?=
 
-.PHONY: report test venv clean-venv
+.PHONY: report test venv student clean-venv
 
 venv: $(VENV)/.installed
 

@@ -1,7 +1,8 @@
 """One registry for every method: ``build_method("clip-at", clip, setting="zs", classnames=...)``.
 
 Names: ``frozen`` (zero-shot CLIP, nothing trains), ``b-ft``, ``b-lin``, ``b-cond``, ``b-ip``, ``b-mm``, ``b-deep`` (CLIP-AT Table 1 baselines),
-``clip-at``; the FG twins (B-FG-*) are the same names with ``setting="fg"``.
+``clip-at``, ``dp-clip`` (Gao et al.), ``splip`` (Singha et al., ECCV 2024); the FG twins (B-FG-*) are the same
+names with ``setting="fg"``. Every method accepts ``setting="gzs"`` (built as ``"zs"``).
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 from .methods.base import SBIRMethod
 from .methods.baselines import BFT, BIP, BMM, BCond, BDeep, BLin, Frozen
 from .methods.clip_at import CLIPAT
+from .methods.dp_clip import DPCLIP
 
-METHODS: dict[str, type[SBIRMethod]] = {c.name: c for c in (Frozen, BFT, BLin, BCond, BIP, BMM, BDeep, CLIPAT)}
+METHODS: dict[str, type[SBIRMethod]] = {c.name: c for c in (Frozen, BFT, BLin, BCond, BIP, BMM, BDeep, CLIPAT, DPCLIP)}
 
 #: the rows of CLIP-AT's Table 1, in the paper's order
 TABLE1 = ("b-ft", "b-lin", "b-cond", "b-ip", "b-mm", "b-deep", "clip-at")
@@ -33,7 +35,8 @@ def build_method(name: str, clip: Any, setting: str = "zs", classnames=(), token
     Args:
         name: a registered method name (see :data:`METHODS`).
         clip: the backbone; with a bare open_clip model pass ``tokenizer`` too.
-        setting: ``"zs"`` (category level) or ``"fg"`` (fine-grained).
+        setting: ``"zs"`` (category level), ``"gzs"`` (generalised: trained and built exactly as ``"zs"``,
+            only the test set differs; the method's ``setting`` is ``"zs"``) or ``"fg"`` (fine-grained).
         classnames: the training (seen) classes, for methods with text-side losses.
         **cfg: the method's config fields (unknown keys raise).
     """
@@ -45,4 +48,6 @@ def build_method(name: str, clip: Any, setting: str = "zs", classnames=(), token
     if tokenizer is None:
         import open_clip
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    if setting == "gzs":  # generalised ZS trains as ZS (SEM-PCYC's recipe); only the evaluation differs
+        setting = "zs"
     return METHODS[key](model, tokenizer, classnames, setting=setting, **cfg)
