@@ -21,6 +21,32 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: the metrics of the results table, by setting (METHODS.md section 1)
+TABLE_METRICS: dict[str, tuple[str, ...]] = {
+    "zs": ("mAP@all", "mAP@200", "P@100", "P@200"),
+    "gzs": ("mAP@all", "mAP@200", "P@100", "P@200"),
+    "fg": ("Acc@1", "Acc@5", "Acc@10"),
+}
+#: what every number of the report names besides its value
+PROVENANCE: tuple[str, ...] = ("dataset", "split", "backbone", "preset", "seed", "metric_convention")
+#: the seed papers' published numbers (METHODS.md sections 3-6), by (method, setting): (source, {metric: value}).
+#: Fractions for mAP / P, percent for Acc@k, as the papers print them. Another dataset and backbone than
+#: the synthetic world's: the shape to expect, never a target.
+PUBLISHED_NUMBERS: dict[tuple[str, str], tuple[str, dict[str, float]]] = {
+    **{(m, "zs"): ("CLIP-AT Table 1 (Sketchy, ViT-B/32)", {"mAP@200": v}) for m, v in
+       {"b-ft": 0.102, "b-lin": 0.422, "b-cond": 0.618, "b-ip": 0.691, "b-mm": 0.685, "b-deep": 0.702,
+        "clip-at": 0.723}.items()},
+    **{(m, "fg"): ("CLIP-AT Table 1 (Sketchy, ViT-B/32)", {"Acc@1": v}) for m, v in
+       {"b-ft": 1.23, "b-lin": 15.75, "b-cond": 25.98, "b-ip": 26.69, "b-mm": 27.16, "b-deep": 27.62}.items()},
+    ("clip-at", "fg"): ("CLIP-AT Table 1 (Sketchy, ViT-B/32)", {"Acc@1": 28.68, "Acc@5": 62.34}),
+    ("dp-clip", "fg"): ("DP-CLIP supplement, rank 16 (Sketchy FG, ViT-B/32)", {"Acc@1": 34.03, "Acc@5": 62.34,
+                                                                               "Acc@10": 74.50}),
+    ("splip", "zs"): ("SpLIP (Sketchy-2, ViT-B/32)", {"mAP@200": 0.764, "P@200": 0.773}),
+}
+#: row order of the table (methods not listed follow in the order met)
+METHOD_ORDER: tuple[str, ...] = ("frozen", "b-ft", "b-lin", "b-cond", "b-ip", "b-mm", "b-deep", "clip-at",
+                                 "dp-clip", "splip")
+
 
 class NotebookFailed(RuntimeError):
     """A notebook raised: the message names the notebook and the failing cell."""
@@ -87,10 +113,123 @@ def export_html(nb_path: Path) -> Path | None:
         return None
 
 
+def collect_runs(results: list[NotebookResult]) -> list[dict]:
+    """Every run a notebook recorded under ``"runs"`` (its ``metrics.json``), first seen wins per
+    (method, setting, variant); each gets ``"notebook"`` (who recorded it)."""
+    seen, runs = set(), []
+    for r in results:
+        for run in r.numbers.get("runs", []) or []:
+            if not isinstance(run, dict) or "method" not in run or "setting" not in run:
+                continue
+            key = (run["method"], run["setting"], run.get("variant", ""))
+            if key in seen:
+                continue
+            seen.add(key)
+            runs.append({**run, "notebook": r.name})
+    return runs
+
+
+def table_rows(runs: list[dict]) -> list[dict]:
+    """The long results table: one row per (method, setting, metric), ours then the published numbers.
+
+    Our rows carry value, the run's provenance (:data:`PROVENANCE`) and the versions of sbirlab, torch
+    and open_clip; GZS runs add their per-part metrics (keys such as ``seen/mAP@all``). Published rows
+    say where the number comes from in ``source``.
+    """
+    rows = []
+    for run in runs:
+        setting = run["setting"]
+        wanted = TABLE_METRICS.get(setting, ())
+        keys = [k for k in run if isinstance(run[k], (int, float)) and not isinstance(run[k], bool)
+                and (k in wanted or any(k.endswith("/" + w) for w in wanted))]
+        v = run.get("versions", {}) or {}
+        for k in keys:
+            rows.append({"method": run["method"], "setting": setting, "variant": run.get("variant", ""),
+                         "metric": k, "value": float(run[k]), "source": "sbirlab (measured)",
+                         **{p: run.get(p) for p in PROVENANCE},
+                         "sbirlab": v.get("sbirlab"), "torch": v.get("torch"), "open_clip": v.get("open_clip"),
+                         "notebook": run.get("notebook")})
+    present = {(r["method"], r["setting"]) for r in rows}
+    for (m, setting), (src, vals) in PUBLISHED_NUMBERS.items():
+        if (m, setting) not in present:
+            continue
+        for k, val in vals.items():
+            rows.append({"method": m, "setting": setting, "variant": "", "metric": k, "value": val,
+                         "source": f"published: {src}", **{p: None for p in PROVENANCE},
+                         "sbirlab": None, "torch": None, "open_clip": None, "notebook": None})
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    import csv
+
+    cols = ["method", "setting", "variant", "metric", "value", "source", *PROVENANCE, "sbirlab", "torch",
+            "open_clip", "notebook"]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c) for c in cols})
+    os.replace(tmp, path)
+    return path
+
+
+def _order(methods) -> list[str]:
+    known = [m for m in METHOD_ORDER if m in methods]
+    return known + [m for m in methods if m not in known]
+
+
+def html_results_table(rows: list[dict]) -> str:
+    """Methods x (setting, metric), ours and, in separate columns, the published numbers."""
+    if not rows:
+        return "<p>No notebook recorded trained runs.</p>"
+    ours = {(r["method"], r["setting"], r["metric"]): r for r in rows if r["source"].startswith("sbirlab")}
+    pub = {(r["method"], r["setting"], r["metric"]): r for r in rows if r["source"].startswith("published")}
+    methods = _order(list(dict.fromkeys(r["method"] for r in rows)))
+    cols = []
+    for setting in ("zs", "gzs", "fg"):
+        ms = [m for m in TABLE_METRICS[setting] if any(k[1] == setting and k[2] == m for k in ours)]
+        parts = sorted({k[2] for k in ours if k[1] == setting and "/" in k[2]})
+        cols += [(setting, m, "ours") for m in ms + parts]
+    pcols = sorted({(k[1], k[2]) for k in pub}, key=lambda c: (["zs", "gzs", "fg"].index(c[0]), c[1]))
+    cols += [(s_, m, "published") for s_, m in pcols]
+
+    def cell(m, c):
+        d = (ours if c[2] == "ours" else pub).get((m, c[0], c[1]))
+        if d is None:
+            return "<td></td>"
+        pct = c[1].startswith("Acc@") and c[2] == "ours"
+        val = d["value"] * 100 if pct else d["value"]
+        title = html.escape(", ".join(f"{p}={d.get(p)}" for p in PROVENANCE) if c[2] == "ours" else d["source"])
+        return f'<td title="{title}">{val:.{2 if c[1].startswith("Acc@") else 3}f}</td>'
+
+    head = "".join(f"<th>{html.escape(s_.upper())} {html.escape(m)}{' (%)' if m.startswith('Acc@') else ''}"
+                   f"{'<br><i>published</i>' if kind == 'published' else ''}</th>" for s_, m, kind in cols)
+    body = "".join(f"<tr><th>{html.escape(m)}</th>{''.join(cell(m, c) for c in cols)}</tr>" for m in methods)
+    first = next(iter(ours.values()), {})
+    prov = ", ".join(f"{p} <code>{html.escape(str(first.get(p)))}</code>" for p in PROVENANCE if p != "metric_convention")
+    convs = sorted({str(r.get("metric_convention")) for r in ours.values() if r.get("metric_convention")})
+    srcs = sorted({r["source"] for r in pub.values()})
+    return (f"<table class='res'><tr><th>method</th>{head}</tr>{body}</table>"
+            f"<p class='small'>Ours: {prov}; versions sbirlab {html.escape(str(first.get('sbirlab')))}, torch "
+            f"{html.escape(str(first.get('torch')))}, open_clip {html.escape(str(first.get('open_clip')))} "
+            f"(hover a cell for its provenance). Metric conventions: {html.escape('; '.join(convs))}. "
+            f"FG Acc@k in percent. Published columns ({html.escape('; '.join(srcs))}) come from other datasets "
+            f"and a far larger CLIP: they show the shape to expect, not targets.</p>")
+
+
 def write_index(results: list[NotebookResult], out_dir: Path, meta: dict) -> Path:
-    """``results.json`` + ``index.html`` (links, run times, the recorded numbers)."""
-    data = {"meta": meta, "notebooks": [r.__dict__ for r in results]}
-    (out_dir / "results.json").write_text(json.dumps(data, indent=1, default=str))
+    """``results.json`` / ``results.csv`` + ``index.html`` (the results table, key figures, notebooks)."""
+    runs = collect_runs(results)
+    rows = table_rows(runs)
+    data = {"meta": meta, "table": rows, "notebooks": [r.__dict__ for r in results]}
+    tmp = out_dir / "results.json.tmp"
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, out_dir / "results.json")
+    write_csv(rows, out_dir / "results.csv")
+    rows_table = rows
+    figs = _figures_html(results, out_dir)
     rows = []
     for r in results:
         link = f'<a href="{html.escape(Path(r.output).with_suffix(".html").name)}">{html.escape(r.name)}</a>'
@@ -99,14 +238,29 @@ def write_index(results: list[NotebookResult], out_dir: Path, meta: dict) -> Pat
                          for k, v in r.numbers.items() if isinstance(v, (int, float, str)) and len(str(v)) < 60)
         rows.append(f"<tr><td>{link}</td><td>{r.seconds:.0f} s</td><td>{status}</td><td>{nums}</td></tr>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>sbirlab report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td,th{{border-bottom:1px solid #ddd;padding:4px 8px;vertical-align:top}}</style>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}td,th{{border-bottom:1px solid #ddd;padding:4px 8px;vertical-align:top}}
+table.res td{{text-align:right}} .small{{font-size:85%;color:#444}} figure{{display:inline-block;margin:6px;max-width:560px}} figure img{{max-width:100%}}</style>
 </head><body><h1>sbirlab report</h1>
 <p>preset <code>{html.escape(str(meta.get('preset')))}</code>, versions {html.escape(json.dumps(meta.get('versions', {})))},
 generated {html.escape(str(meta.get('generated')))} in {meta.get('seconds', 0):.0f} s.</p>
+<h2>Results</h2>{html_results_table(rows_table)}
+<p><a href="results.csv">results.csv</a> · <a href="results.json">results.json</a></p>
+{figs}
+<h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>time</th><th>status</th><th>recorded numbers</th></tr>{''.join(rows)}</table>
 </body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")
     return out_dir / "index.html"
+
+
+def _figures_html(results: list[NotebookResult], out_dir: Path, per_notebook: int = 2) -> str:
+    """The key figures: the first PNGs each notebook saved into the report folder (``<stem>_*.png``)."""
+    items = []
+    for r in results:
+        for png in sorted(out_dir.glob(f"{r.name}*.png"))[:per_notebook]:
+            items.append(f'<figure><img src="{html.escape(png.name)}" alt="{html.escape(png.stem)}">'
+                         f'<figcaption>{html.escape(png.stem)}</figcaption></figure>')
+    return ("<h2>Key figures</h2>" + "".join(items)) if items else ""
 
 
 def run_report(preset: str = "default", out_dir: str | Path = "reports", only: str | None = None,
