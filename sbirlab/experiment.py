@@ -54,6 +54,10 @@ class RunConfig:
     method_cfg: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     world: dict = field(default_factory=dict)
+    #: training-data options (generalisation sweeps): ``train_fraction`` (0 < f <= 1 of each seen class's
+    #: photos, with their sketches) and ``train_classes`` (how many seen classes train); validation and
+    #: test partitions never change. See :func:`sbirlab.generalisation.restrict_training`.
+    data: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -92,7 +96,11 @@ def load_data(cfg: RunConfig):
         kw["cfg"] = WorldConfig(seed=0, **cfg.resolved_world())
     index = load_dataset(cfg.dataset, root=cfg.root, **kw)
     split = get_split(cfg.dataset, cfg.split, index=index, root=index.root)
-    return index, make_partitions(index, split)
+    parts = make_partitions(index, split)
+    if cfg.data:
+        from .generalisation import restrict_training
+        parts = restrict_training(parts, seed=cfg.seed, **cfg.data)
+    return index, parts
 
 
 def build(cfg: RunConfig, backbone=None):
@@ -202,8 +210,8 @@ def shipped_runs_dir() -> Path:
 
 
 def run_name(cfg: RunConfig) -> str:
-    """Folder name of a run: ``<method>-<setting>`` plus any method options (ablations)."""
-    extra = "".join(f"_{k}={v}" for k, v in sorted(cfg.method_cfg.items()))
+    """Folder name of a run: ``<method>-<setting>`` plus any method options (ablations) and data options."""
+    extra = "".join(f"_{k}={v}" for k, v in sorted({**cfg.method_cfg, **cfg.data}.items()))
     return f"{cfg.method}-{cfg.setting}{extra}"
 
 

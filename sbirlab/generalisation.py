@@ -1,0 +1,317 @@
+"""Generalisation potential: unseen-class mAP as a function of the training data (CLIP-AT's last figures).
+
+CLIP-AT (Sain et al., CVPR 2023) closes with two curves: how retrieval on the *unseen* classes grows
+with (a) the fraction of the training data used and (b) the number of seen classes, for CLIP-AT against
+the prompt baselines; a method that generalises better reaches a given unseen mAP with less data, and
+keeps gaining when more classes are seen. This module runs the same sweep on any dataset sbirlab
+loads (the synthetic world by default):
+
+* :func:`restrict_training` is the data option (``RunConfig.data``): keep a fraction of each seen
+  class's photos (with their sketches) and / or only some seen classes. Subsets are **nested** (the 10%
+  subset is inside the 30% one, the 5-class set inside the 15-class one; drawn once per seed), the
+  validation classes and the test partitions never change, and the number of training steps stays the
+  preset's, so a point differs from another only in the data it may see.
+* :func:`sweep_configs` lists the runs of a sweep; the full-data point is shared by both axes.
+* :func:`run_sweep` trains each point with :func:`sbirlab.experiment.run_experiment` into its own folder
+  and skips finished ones (an interrupted sweep resumes); ``sweep.json`` (written atomically) holds
+  every point's test metrics.
+* :func:`sweep_table` / :func:`plot_generalisation` read the results back as a table and the two
+  panels, with the frozen CLIP as the zero-training reference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["restrict_training", "SweepPoint", "sweep_configs", "run_sweep", "sweep_table", "plot_generalisation"]
+
+DEFAULT_METHODS = ("clip-at", "b-deep", "b-lin")
+
+
+def _nested_order(keys: Sequence[str], seed: int, salt: str) -> list[str]:
+    """A fixed random order of ``keys`` (sorted first), so prefixes of it are nested subsets."""
+    import zlib
+
+    keys = sorted(keys)
+    rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
+    return [keys[i] for i in rng.permutation(len(keys))]
+
+
+def restrict_training(parts, train_fraction: float = 1.0, train_classes: Optional[int] = None, seed: int = 0):
+    """Keep part of the training partition; validation and test partitions are returned unchanged.
+
+    Args:
+        parts: :class:`~sbirlab.data.base.Partitions`.
+        train_fraction: fraction of each training class's photos to keep (``ceil``, at least one), with
+            the sketches drawn from them (paired sketches follow their photo; unpaired sketches are
+            subsampled with the same fraction).
+        train_classes: number of training (seen) classes to keep, at least 2 (a triplet needs a negative
+            class); ``None`` = all.
+        seed: the draw; subsets of one seed are nested across fractions and class counts.
+
+    Returns:
+        New :class:`~sbirlab.data.base.Partitions` (the split object is kept as it is: it names the
+        dataset's seen classes, some of which may now be unused).
+
+    Raises:
+        ValueError: a fraction outside ``(0, 1]``, or a class count outside ``[2, #training classes]``.
+    """
+    import math
+
+    if not (isinstance(train_fraction, (int, float)) and 0.0 < float(train_fraction) <= 1.0):
+        raise ValueError(f"data option train_fraction must be in (0, 1], got {train_fraction!r}")
+    classes = sorted({i.label for i in parts.train_sketches} | {i.label for i in parts.train_photos})
+    keep_classes = set(classes)
+    if train_classes is not None:
+        n = int(train_classes)
+        if n != train_classes or not 2 <= n <= len(classes):
+            raise ValueError(f"data option train_classes must be an integer in [2, {len(classes)}] (the training "
+                             f"classes of split {parts.split.name!r}), got {train_classes!r}")
+        keep_classes = set(_nested_order(classes, seed, "classes")[:n])
+    photos, sketches = [], []
+    by_cls_ph: dict[str, list] = {}
+    for p in parts.train_photos:
+        if p.label in keep_classes:
+            by_cls_ph.setdefault(p.label, []).append(p)
+    by_cls_sk: dict[str, list] = {}
+    for s in parts.train_sketches:
+        if s.label in keep_classes:
+            by_cls_sk.setdefault(s.label, []).append(s)
+    f = float(train_fraction)
+    for c in sorted(keep_classes):
+        ph = by_cls_ph.get(c, [])
+        by_path = {p.path: p for p in ph}
+        order = _nested_order(list(by_path), seed, f"photos/{c}")
+        kept = [by_path[k] for k in order[:max(1, math.ceil(f * len(order)))]] if order else []
+        kept_ids = {p.instance for p in kept if p.instance}
+        photos += sorted(kept, key=lambda p: p.path)
+        sk = by_cls_sk.get(c, [])
+        photo_ids = {p.instance for p in ph if p.instance}
+        paired = [s for s in sk if s.instance and s.instance in photo_ids]
+        unpaired = [s for s in sk if not (s.instance and s.instance in photo_ids)]
+        sketches += [s for s in paired if s.instance in kept_ids]
+        if unpaired:
+            u = {s.path: s for s in unpaired}
+            uo = _nested_order(list(u), seed, f"sketches/{c}")
+            sketches += [u[k] for k in uo[:max(1, math.ceil(f * len(uo)))]]
+    sketches.sort(key=lambda s: (s.label, s.path))
+    return replace(parts, train_sketches=sketches, train_photos=photos)
+
+
+# --------------------------------------------------------------------------------------------------
+# the sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: a method trained on ``train_fraction`` of the data of ``train_classes`` classes."""
+
+    method: str
+    train_fraction: float = 1.0
+    train_classes: Optional[int] = None  # None = every training class
+
+    @property
+    def folder(self) -> str:
+        c = "all" if self.train_classes is None else str(self.train_classes)
+        return f"{self.method}/frac{self.train_fraction:g}_cls{c}"
+
+    def data(self) -> dict:
+        d = {}
+        if self.train_fraction != 1.0:
+            d["train_fraction"] = float(self.train_fraction)
+        if self.train_classes is not None:
+            d["train_classes"] = int(self.train_classes)
+        return d
+
+
+def sweep_configs(methods: Sequence[str] = DEFAULT_METHODS, fractions: Sequence[float] = (0.1, 0.3, 1.0),
+                  class_counts: Sequence[Optional[int]] = (5, 15, None), n_train_classes: Optional[int] = None,
+                  **common):
+    """The points of a sweep and their :class:`~sbirlab.experiment.RunConfig`.
+
+    Axis (a) varies ``train_fraction`` over ``fractions`` with every class; axis (b) varies
+    ``train_classes`` over ``class_counts`` with all the data. The full-data, all-classes point belongs to
+    both axes and runs once. A class count equal to ``n_train_classes`` (the split's training classes) is
+    the same as ``None``.
+
+    Args:
+        common: passed to every ``RunConfig`` (``dataset``, ``backbone``, ``preset``, ``seed``, ``train``...).
+
+    Returns:
+        ``[(SweepPoint, RunConfig)]`` in run order.
+    """
+    from .experiment import RunConfig
+
+    for f in fractions:
+        if not 0.0 < float(f) <= 1.0:
+            raise ValueError(f"fractions must be in (0, 1], got {f}")
+    pts: list[SweepPoint] = []
+    for m in methods:
+        for f in fractions:
+            pts.append(SweepPoint(m, float(f), None))
+        for c in class_counts:
+            c = None if c is None or (n_train_classes is not None and int(c) >= n_train_classes) else int(c)
+            pts.append(SweepPoint(m, 1.0, c))
+    seen, out = set(), []
+    for p in pts:
+        if p in seen:
+            continue
+        seen.add(p)
+        out.append((p, RunConfig(method=p.method, data=p.data(), **common)))
+    return out
+
+
+def _atomic_json(obj, path: Path) -> None:
+    from .train.loop import _atomic_json as write
+
+    write(obj, path)
+
+
+def _check_same_run(run_dir: Path, cfg) -> None:
+    """Raise if the finished run in ``run_dir`` was made with another config than ``cfg`` (stale results)."""
+    saved_path = run_dir / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    now = {**dataclasses.asdict(cfg), "train": dataclasses.asdict(cfg.resolved_train()), "world": cfg.resolved_world()}
+    keys = ("method", "setting", "dataset", "backbone", "preset", "seed", "method_cfg", "data", "train", "world")
+    diff = [k for k in keys if json.loads(json.dumps(now.get(k), default=str)) != saved.get(k, {} if k == "data" else None)]
+    if diff:
+        raise ValueError(f"{run_dir} holds a finished run with another {', '.join(diff)} than this sweep asks for "
+                         f"(e.g. {diff[0]}: saved {saved.get(diff[0])!r}, now {now.get(diff[0])!r}); use another "
+                         f"out_root or delete the folder")
+
+
+def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Sequence[float] = (0.1, 0.3, 1.0),
+              class_counts: Sequence[Optional[int]] = (5, 15, None), preset: str = "cpu",
+              train: Optional[dict] = None, reference: bool = True, progress: bool = False,
+              backbone_model=None, on_point=None, **common) -> dict:
+    """Train (or resume) every point of a sweep into ``out_root/<method>/frac<f>_cls<c>``.
+
+    Finished points (with ``metrics.json``) are read back, unfinished ones resume from their checkpoint.
+
+    Args:
+        out_root: the sweep's folder.
+        methods, fractions, class_counts: the sweep (see :func:`sweep_configs`).
+        preset: the experiment preset (world and schedule); ``train`` overrides its schedule, e.g.
+            ``{"epochs": 2, "steps_per_epoch": 40}`` for a short sweep.
+        reference: also evaluate the frozen CLIP once (nothing trains), the zero-training reference.
+        backbone_model: a loaded :class:`~sbirlab.models.backbone.Backbone` to deep-copy for every run
+            (saves reloading; methods that tune LayerNorms change the backbone they are built on, so each
+            run gets its own copy). Its ``spec`` is recorded as the runs' ``backbone`` unless ``backbone``
+            is given.
+        on_point: ``callback(point, metrics, seconds)`` after each point (progress in notebooks).
+        common: more ``RunConfig`` fields (``dataset``, ``backbone``, ``seed``...).
+
+    Returns:
+        The content of ``sweep.json``: ``{"preset", "train", "points": [{method, train_fraction,
+        train_classes, n_train_classes, metrics...}], "reference": {...}, "seconds"}``.
+    """
+    import copy
+
+    from .experiment import RunConfig, load_data, run_experiment
+
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    train = dict(train or {})
+    if backbone_model is not None:
+        common.setdefault("backbone", backbone_model.spec)
+        if common["backbone"] != backbone_model.spec:
+            raise ValueError(f"run_sweep: backbone={common['backbone']!r} but backbone_model is "
+                             f"{backbone_model.spec!r}")
+    _, parts = load_data(RunConfig(preset=preset, **{k: v for k, v in common.items() if k in ("dataset", "root",
+                                                                                             "split", "world")}))
+    n_classes = len({i.label for i in parts.train_sketches})
+    t0 = time.time()
+    records = []
+    todo = sweep_configs(methods, fractions, class_counts, n_classes, preset=preset, train=train, **common)
+    for point, cfg in todo:
+        run_dir = out_root / point.folder
+        t1 = time.time()
+        if (run_dir / "metrics.json").exists():
+            _check_same_run(run_dir, cfg)
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+        else:
+            log.info("generalisation sweep: %s", point)
+            bb = copy.deepcopy(backbone_model) if backbone_model is not None else None
+            metrics = run_experiment(cfg, run_dir, resume=True, progress=progress, backbone=bb)
+        rec = {"method": point.method, "train_fraction": point.train_fraction,
+               "train_classes": point.train_classes if point.train_classes is not None else n_classes,
+               "all_classes": point.train_classes is None, "folder": point.folder,
+               **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        records.append(rec)
+        if on_point is not None:
+            on_point(point, metrics, time.time() - t1)
+    ref = None
+    if reference:
+        ref_dir = out_root / "frozen"
+        ref_cfg = RunConfig(method="frozen", preset=preset, train=train, **common)
+        if (ref_dir / "metrics.json").exists():
+            _check_same_run(ref_dir, ref_cfg)
+            ref = json.loads((ref_dir / "metrics.json").read_text())
+        else:
+            bb = copy.deepcopy(backbone_model) if backbone_model is not None else None
+            ref = run_experiment(ref_cfg, ref_dir, progress=False, backbone=bb)
+        ref = {k: v for k, v in ref.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    result = {"preset": preset, "train": train, "methods": list(methods), "fractions": [float(f) for f in fractions],
+              "class_counts": [c if c is not None else n_classes for c in class_counts],
+              "n_train_classes": n_classes, "points": records, "reference": ref,
+              "seconds_this_call": round(time.time() - t0, 1)}
+    _atomic_json(result, out_root / "sweep.json")
+    return result
+
+
+def sweep_table(result: dict, metric: str = "mAP@all"):
+    """The sweep as a DataFrame: one row per point (``method, axis, value, metric``).
+
+    A full-data all-classes point appears on both axes (``axis`` ``"fraction"`` and ``"classes"``).
+    """
+    import pandas as pd
+
+    rows = []
+    for p in result["points"]:
+        if p["all_classes"]:
+            rows.append({"method": p["method"], "axis": "fraction", "value": p["train_fraction"], metric: p[metric]})
+        if p["train_fraction"] == 1.0:
+            rows.append({"method": p["method"], "axis": "classes", "value": p["train_classes"], metric: p[metric]})
+    return pd.DataFrame(rows).sort_values(["axis", "method", "value"]).reset_index(drop=True)
+
+
+def plot_generalisation(result: dict, metric: str = "mAP@all", title: str = ""):
+    """Two panels: unseen ``metric`` vs (a) fraction of training data and (b) number of seen classes."""
+    import matplotlib.pyplot as plt
+
+    t = sweep_table(result, metric)
+    fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.6), sharey=True)
+    markers = {"clip-at": "o", "b-deep": "s", "b-lin": "^"}
+    for ax, axis, xl in ((axes[0], "fraction", "fraction of the training data"),
+                         (axes[1], "classes", "number of seen (training) classes")):
+        for m in result["methods"]:
+            s = t[(t["axis"] == axis) & (t["method"] == m)]
+            ax.plot(s["value"], s[metric], marker=markers.get(m, "D"), label=m, lw=1.6)
+        ref = result.get("reference")
+        if ref and metric in ref:
+            ax.axhline(ref[metric], color="k", ls=":", lw=1.1, label=f"frozen CLIP ({ref[metric]:.3f})")
+        ax.set_xlabel(xl)
+        if axis == "fraction":
+            ax.set_xticks(result["fractions"], [f"{f:.0%}" for f in result["fractions"]])
+        else:
+            ax.set_xticks(sorted(set(result["class_counts"])))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"unseen-class {metric}")
+    axes[0].set_title("(a) more data per seen class", fontsize=9.5)
+    axes[1].set_title("(b) more seen classes", fontsize=9.5)
+    axes[1].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
