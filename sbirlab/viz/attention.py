@@ -45,6 +45,7 @@ __all__ = [
     "capture_attention",
     "method_attention",
     "encoder_attention",
+    "split_layer_prompts",
     "rollout",
     "overlay",
     "plot_attention_rows",
@@ -83,6 +84,21 @@ class _Recorder:
     num_layers: int
     passes: list = field(default_factory=list)  # list of list of dicts (one per layer)
     keep_inputs: bool = True
+    block_calls: list = field(default_factory=list)  # per layer: forwards of the block itself
+    ln1_calls: list = field(default_factory=list)  # per layer: calls of its ln_1 outside our own recompute
+    busy: bool = False
+
+    def check_bypass(self) -> None:
+        """Raise if some code ran a block's layers without calling the block (nothing was recorded for it)."""
+        # every block forward calls its ln_1 once (and the pre-hook discounts that call): a positive
+        # count means ln_1 ran outside a block forward
+        bad = [l for l, n in enumerate(self.ln1_calls) if n > 0]
+        if bad:
+            raise RuntimeError(
+                f"the forward ran the layers of block(s) {bad} without calling the blocks themselves (a method "
+                f"that re-implements the block, e.g. DP-CLIP's text-guided scaling); their attention cannot be "
+                f"recorded from the blocks. Use encoder_attention() with the method's prompts (see "
+                f"split_layer_prompts) or switch the re-implementation off (DP-CLIP: text_scaling='none')")
 
     def begin(self, layer: int) -> list:
         if layer == 0 or not self.passes:
@@ -114,14 +130,27 @@ def record_attention(visual: nn.Module, keep_tokens: bool = True) -> Iterator[_R
     tower = _tower(visual)
     blocks = tower.transformer.resblocks
     rec = _Recorder(len(blocks), keep_inputs=keep_tokens)
+    rec.block_calls, rec.ln1_calls = [0] * len(blocks), [0] * len(blocks)
     n_img = 1 + int(np.prod(tower.grid_size))
     handles = []
+
+    def ln1(layer):
+        def hook(module, args, out):
+            if not rec.busy:
+                rec.ln1_calls[layer] += 1
+        return hook
 
     def pre(layer):
         def hook(block, args, kwargs):
             x = args[0] if args else kwargs["x"]
-            with torch.no_grad():
-                a = attention_weights(block, x, kwargs.get("attn_mask"))
+            rec.block_calls[layer] += 1
+            rec.busy = True
+            try:
+                with torch.no_grad():
+                    a = attention_weights(block, x, kwargs.get("attn_mask"))
+            finally:
+                rec.busy = False
+            rec.ln1_calls[layer] -= 1  # the block's own ln_1 call (counted next) is not a bypass
             entry = {"attn": a.detach().float().cpu()}
             if keep_tokens:
                 entry["in_prompts"] = x[:, n_img:].detach().float().cpu()
@@ -139,6 +168,8 @@ def record_attention(visual: nn.Module, keep_tokens: bool = True) -> Iterator[_R
         for i, b in enumerate(blocks):
             handles.append(b.register_forward_pre_hook(pre(i), with_kwargs=True))
             handles.append(b.register_forward_hook(post(i), with_kwargs=True))
+            if isinstance(getattr(b, "ln_1", None), nn.Module):
+                handles.append(b.ln_1.register_forward_hook(ln1(i)))
         yield rec
     finally:
         for h in handles:
@@ -166,6 +197,7 @@ class AttentionMaps:
     @classmethod
     def from_recorder(cls, rec: _Recorder, grid_size, pass_index: int = -1, images=None) -> "AttentionMaps":
         """Build from :func:`record_attention`'s recorder (``pass_index=-1``: the last forward)."""
+        rec.check_bypass()
         if not rec.passes:
             raise RuntimeError("no attention was recorded: did the forward inside record_attention() run the "
                                "vision tower?")
@@ -349,6 +381,23 @@ def encoder_attention(encoder: nn.Module, images: torch.Tensor, prompts: Optiona
                              grid_size=(images.shape[-2] // enc.visual.patch_size[0],
                                         images.shape[-1] // enc.visual.patch_size[1]),
                              images=images_u8)
+
+
+def split_layer_prompts(layer_prompts: torch.Tensor):
+    """``(prompts, deep_prompts)`` for :func:`encoder_attention` from one prompt set per layer.
+
+    B-Deep, MaPLe and DP-CLIP hold ``[L, K, D]`` (or per sample / per category ``[B, L, K, D]``) prompts
+    whose layer-0 set goes through ``ln_pre`` with the image tokens and whose layer-``l`` sets replace
+    the prompt positions before block ``l``; this returns ``(P[..., 0, :, :], [None, P_1, ..., P_{L-1}])``
+    in the encoder's conventions. DP-CLIP's category prompts for a batch are
+    ``prompts[category_index]`` of its cached ``[U, L, K, D]`` tensor.
+    """
+    p = layer_prompts
+    if p.dim() == 3:
+        return p[0], [None, *p[1:].unbind(0)]
+    if p.dim() == 4:
+        return p[:, 0], [None, *p[:, 1:].unbind(1)]
+    raise ValueError(f"layer prompts must be [L, K, D] or [B, L, K, D], got shape {tuple(p.shape)}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -131,6 +131,48 @@ def test_method_sketch_and_photo_prompts_differ_for_clip_at(images, tokenizer):
     assert not torch.allclose(s.prompt_maps(), p.prompt_maps(), atol=1e-4)
 
 
+def test_layer_prompts_split_like_b_deep(images, tokenizer):
+    m = build_method("b-deep", nano_clip(), "zs", classnames=CLASSES, tokenizer=tokenizer)
+    via_method = A.method_attention(m, images, "photo")
+    per_sample = m.prompts.detach().unsqueeze(0).expand(3, -1, -1, -1)  # [B, L, K, D], e.g. category prompts
+    via_tensor = A.encoder_attention(m.visual, images, *A.split_layer_prompts(per_sample))
+    for a, b in zip(via_method.attentions, via_tensor.attentions):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert via_tensor.replaced == via_method.replaced == [True, True]
+    with pytest.raises(ValueError, match="layer prompts"):
+        A.split_layer_prompts(torch.zeros(2, 3))
+
+
+class _Reimplemented(torch.nn.Module):
+    """A method that runs each block's layers itself (as DP-CLIP's text-guided scaling does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.visual = PromptedVisionEncoder(nano_clip().visual)
+
+    def encode(self, images, modality):
+        v = self.visual.visual
+        x = v.ln_pre(self.visual.embed(images))
+        for blk in v.transformer.resblocks:
+            h = blk.ln_1(x)
+            x = x + blk.attn(h, h, h, need_weights=False)[0]
+            x = x + blk.mlp(blk.ln_2(x))
+        return x[:, 0]
+
+
+def test_a_method_that_bypasses_the_blocks_is_refused_not_misread(images):
+    m = _Reimplemented()
+    with pytest.raises(RuntimeError, match="without calling the blocks themselves"):
+        A.method_attention(m, images, "photo")
+
+    def routed_then_bypassed():  # a plain pass (recorded) followed by a re-implemented one (not recordable)
+        m.visual(images)
+        m.encode(images, "photo")
+
+    with pytest.raises(RuntimeError, match=r"block\(s\) \[0, 1\]"):
+        A.capture_attention(m, routed_then_bypassed)
+
+
 def test_nothing_recorded_is_a_clear_error(enc):
     with pytest.raises(RuntimeError, match="no attention was recorded"):
         A.capture_attention(enc, lambda: None)
@@ -308,3 +350,32 @@ def test_figures_have_one_panel_per_map(enc, images):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_dp_clip_category_prompts(images, tokenizer):
+    """DP-CLIP (category-specific deep prompts): recorded through its own encode when its blocks run as
+    open_clip's, refused with a clear message when its text-guided scaling re-implements them; its cached
+    per-category prompts through split_layer_prompts give the same maps."""
+    from sbirlab.models.registry import METHODS
+
+    if "dp-clip" not in METHODS:
+        pytest.skip("DP-CLIP is not registered in this checkout")
+    support = {c: torch.randn(3, 3, 32, 32) for c in ("cat", "dog")}
+    labels = ["cat", "dog", "cat"]
+    for scaling in ("none", "side"):
+        m = build_method("dp-clip", nano_clip(), "zs", classnames=["cat", "dog"], tokenizer=tokenizer,
+                         text_scaling=scaling)
+        m.set_categories(["cat", "dog"], support)
+        m.eval()
+        prompts, _ = m._eval_params()  # [U, L, K, D]: one prompt set per category and layer
+        via_tensor = A.encoder_attention(m.visual, images, *A.split_layer_prompts(prompts[torch.tensor([0, 1, 0])]))
+        assert via_tensor.num_prompts() == prompts.shape[2] and via_tensor.replaced == [True, True]
+        swapped = A.encoder_attention(m.visual, images, *A.split_layer_prompts(prompts[torch.tensor([1, 0, 1])]))
+        assert not torch.allclose(swapped.prompt_maps()[0], via_tensor.prompt_maps()[0], atol=1e-5)  # per category
+        if scaling == "none":
+            maps = A.method_attention(m, images, "photo", labels=labels)
+            for a, b in zip(maps.attentions, via_tensor.attentions):
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        else:
+            with pytest.raises(RuntimeError, match="text_scaling='none'"):
+                A.method_attention(m, images, "photo", labels=labels)
