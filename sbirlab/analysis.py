@@ -57,6 +57,7 @@ __all__ = [
     "RunComparison",
     "compare_runs",
     "plot_comparison",
+    "plot_query_pairs",
 ]
 
 CACHE_VERSION = 1
@@ -577,5 +578,42 @@ def plot_comparison(cmp: RunComparison, ax=None):
     s = cmp.summary
     ax.set_title(f"{b} vs {a}: mean Δ {s['mean_delta']:+.3f}, sign test p = {s['sign_test_p']:.2g}", fontsize=9)
     ax.legend(fontsize=7.5, loc="upper left" if cmp.metric != "rank" else "lower right", markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_query_pairs(cmp: RunComparison, a: Retrieval, b: Retrieval, loader, change: str = "better", n: int = 4,
+                     k: int = 4, size: float = 1.05):
+    """The queries that changed most: per row the sketch, then run ``a``'s top ``k`` and run ``b``'s top ``k``.
+
+    Photos of the query's class have green titles, others red.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = cmp.most(change, n)
+    if not len(rows):
+        raise ValueError(f"no query got {change} ({cmp.summary})")
+    fig, axes = plt.subplots(len(rows), 1 + 2 * k, figsize=(size * (1 + 2 * k) + 0.3, (size + 0.35) * len(rows) + 0.4),
+                             squeeze=False)
+    red, green = "#cf222e", "#1a7f37"
+    for row, rec in enumerate(rows.itertuples(index=False)):
+        qi, va, vb = int(rec[0]), float(rec[2]), float(rec[3])  # query, run a's value, run b's value
+        q = a.queries[qi]
+        axes[row, 0].imshow(loader.uint8(q).permute(1, 2, 0).numpy(), interpolation="nearest")
+        axes[row, 0].set_title(f"{q.label.replace('_', ' ')}\n{va:.2f} → {vb:.2f}", fontsize=7)
+        for side, r in enumerate((a, b)):
+            top = topk_indices(r.sim[qi:qi + 1], k)[0]
+            for j, gi in enumerate(top):
+                ax = axes[row, 1 + side * k + j]
+                ax.imshow(loader.uint8(r.gallery[gi]).permute(1, 2, 0).numpy(), interpolation="nearest")
+                lab = r.gallery[gi].label
+                title = (f"{r.name}\n" if row == 0 and j == 0 else "") + lab.replace("_", " ")
+                ax.set_title(title, fontsize=6.5, color=green if lab == q.label else red)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+    fig.suptitle(f"queries that got {change} ({cmp.metric}: {a.name} → {b.name}); top {k} of each run", fontsize=8.5)
     fig.tight_layout()
     return fig

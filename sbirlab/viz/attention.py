@@ -642,17 +642,35 @@ def plot_layers_heads(maps: AttentionMaps, index: int = 0, token: Union[str, int
 # numbers
 
 
-def ink_mask(images, grid_size, threshold: int = 200, min_share: float = 0.02) -> torch.Tensor:
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the cells of a 2-D bool grid that the border cannot reach through ``False`` cells."""
+    h, w = mask.shape
+    outside = np.zeros_like(mask)
+    stack = [(i, j) for i in range(h) for j in (0, w - 1)] + [(i, j) for i in (0, h - 1) for j in range(w)]
+    while stack:
+        i, j = stack.pop()
+        if 0 <= i < h and 0 <= j < w and not mask[i, j] and not outside[i, j]:
+            outside[i, j] = True
+            stack += [(i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)]
+    return ~outside
+
+
+def ink_mask(images, grid_size, threshold: int = 200, min_share: float = 0.02, fill: bool = False) -> torch.Tensor:
     """``[B, gh, gw]`` bool: patches of a sketch that hold ink (dark pixels).
 
     A patch counts as ink when more than ``min_share`` of its pixels have all channels below
-    ``threshold`` (sketches are dark strokes on white).
+    ``threshold`` (sketches are dark strokes on white). ``fill=True`` also marks the patches enclosed by
+    ink (the inside of an outline): with a photo drawn from the same instance (the synthetic world's
+    paired photo, same pose) this approximates the object's patches.
     """
     ims = _as_u8_hwc(images)
     dark = (ims < threshold).all(-1).astype(np.float32)  # [B, H, W]
     t = torch.from_numpy(dark)[:, None]
     share = F.adaptive_avg_pool2d(t, tuple(grid_size))[:, 0]
-    return share > min_share
+    mask = share > min_share
+    if fill:
+        mask = torch.from_numpy(np.stack([_fill_holes(m) for m in mask.numpy()]))
+    return mask
 
 
 def mass_on(maps, mask) -> torch.Tensor:

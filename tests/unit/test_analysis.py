@@ -204,3 +204,20 @@ def test_worst_query_gallery_shows_the_false_positives(r):
     assert titles[0][4] == "first true: #4"
     assert axes[0, 1].images[0].get_array()[0, 0, 0] == 120  # a dog photo
     plt.close("all")
+
+
+def test_query_pairs_gallery_shows_both_runs_top_k():
+    import matplotlib.pyplot as plt
+
+    g = ["cat", "cat", "dog", "dog"]
+    q = ["cat", "dog"]
+    a = hand_retrieval([[0.1, 0.2, 0.9, 0.8], [0.1, 0.2, 0.9, 0.8]], q, g, name="clip-at")
+    b = hand_retrieval([[0.9, 0.8, 0.1, 0.2], [0.1, 0.2, 0.9, 0.8]], q, g, name="frozen")
+    c = AN.compare_runs(a, b)
+    fig = AN.plot_query_pairs(c, a, b, _Loader(), change="better", n=3, k=2)
+    axes = np.array(fig.axes).reshape(1, 5)  # only query 0 changed
+    assert axes[0, 0].get_title().startswith("cat") and "→ 1.00" in axes[0, 0].get_title()
+    assert axes[0, 1].get_title() == "clip-at\ndog" and axes[0, 3].get_title() == "frozen\ncat"
+    with pytest.raises(ValueError, match="no query got worse"):
+        AN.plot_query_pairs(c, a, b, _Loader(), change="worse")
+    plt.close("all")

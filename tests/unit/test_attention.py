@@ -333,6 +333,11 @@ def test_ink_mask_and_mass_on():
     assert mask.sum() == 1 and bool(mask[0, 0, 3])
     m = torch.ones(1, 4, 4)
     assert abs(float(A.mass_on(m, mask)) - 1 / 16) < 1e-6
+    ring = torch.full((1, 3, 20, 20), 255, dtype=torch.uint8)  # an outlined square on a 5 x 5 grid
+    ring[:, :, 4:16, 4:8] = ring[:, :, 4:16, 12:16] = ring[:, :, 4:8, 4:16] = ring[:, :, 12:16, 4:16] = 0
+    outline, filled = A.ink_mask(ring, (5, 5)), A.ink_mask(ring, (5, 5), fill=True)
+    assert int(outline.sum()) == 8 and not bool(outline[0, 2, 2])
+    assert int(filled.sum()) == 9 and bool(filled[0, 2, 2]) and not bool(filled[0, 0, 0])
 
 
 def test_figures_have_one_panel_per_map(enc, images):
