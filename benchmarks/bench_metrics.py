@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "problem": {"queries": n_q, "gallery": FULL_GALLERY, "classes": N_CLASSES, "dtype": "float32",
                     "seed": args.seed, "small": args.small},
+        "sbirlab_backend": __import__("sbirlab.metrics", fromlist=["_backend"])._backend(),
         "metric_convention": {"mAP@200": "rk (AP of the top-200 list / relevant items in it)",
                               "ties": "lower gallery index first"},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],

@@ -6,7 +6,17 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
+from sbirlab import _ranks_numba
 from sbirlab.metrics import fg_accuracy, gzs_metrics, relevant_ranks, retrieval_metrics
+
+
+@pytest.fixture(autouse=True, params=["numba", "numpy"])
+def backend(request, monkeypatch):
+    """Every test runs on both ranking cores: the compiled counting kernel and the numpy radix path."""
+    if request.param == "numba" and not _ranks_numba.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setenv("SBIRLAB_METRICS_BACKEND", request.param)
+    return request.param
 
 
 def brute_force(sim, qlab, glab, ks=(100, 200), map_k=(200,), convention="rk"):
@@ -306,3 +316,54 @@ def test_extreme_ranges_take_the_exact_path():
     big = np.float32(3e38)
     sim = np.array([[big, -big, 0.0, 1.0], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
     assert_matches_brute(sim, [0, 1], [1, 0, 0, 1], ks=(2,), map_k=(2,))
+
+
+# ------------------------------------------------------------------------------ the two ranking cores
+
+
+@pytest.mark.parametrize("case", ["gauss32", "int_ties", "rounded64", "const_and_inf", "tiny_range", "dup_rows"])
+def test_numba_and_numpy_cores_give_identical_ranks(case, monkeypatch, backend):
+    if backend == "numpy" or not _ranks_numba.AVAILABLE:
+        pytest.skip("compared once, from the numba run")
+    rng = np.random.default_rng(7)
+    Q, G = 40, 300
+    q, g = rng.integers(0, 5, Q), rng.integers(0, 4, G)  # class 4: queries without relevant items
+    sim = {"gauss32": lambda: rng.standard_normal((Q, G)).astype(np.float32),
+           "int_ties": lambda: rng.integers(0, 3, (Q, G)).astype(np.float32),
+           "rounded64": lambda: np.round(rng.standard_normal((Q, G)), 1),
+           "const_and_inf": lambda: np.vstack([np.ones((1, G)), np.where(rng.random((Q - 1, G)) < 0.05, np.inf,
+                                                                         rng.standard_normal((Q - 1, G)))]),
+           "tiny_range": lambda: (1 + 1e-6 * rng.standard_normal((Q, G))).astype(np.float32),
+           "dup_rows": lambda: np.repeat(rng.standard_normal((1, G)), Q, axis=0)}[case]()
+    got = {}
+    for be in ("numba", "numpy"):
+        monkeypatch.setenv("SBIRLAB_METRICS_BACKEND", be)
+        got[be] = (relevant_ranks(sim, q, g), retrieval_metrics(sim, q, g, ks=(1, 10, 100), per_query=True))
+    for a, b in zip(got["numba"][0], got["numpy"][0]):
+        np.testing.assert_array_equal(a, b)
+    for k, v in got["numpy"][1]["per_query"].items():
+        np.testing.assert_array_equal(got["numba"][1]["per_query"][k], v, err_msg=k)
+
+
+def test_the_kernel_declines_heavily_tied_rows_and_the_exact_path_takes_them(backend):
+    if backend == "numpy" or not _ranks_numba.AVAILABLE:
+        pytest.skip("kernel only")
+    G = _ranks_numba.CAP + 200
+    x = np.zeros((3, G), np.float32)
+    x[0, :5] = 1.0                      # one bin with > CAP members around relevant items: declined
+    x[1] = np.arange(G, dtype=np.float32)  # ordinary row
+    x[2] = 7.0                          # constant row: declined
+    g_codes = (np.arange(G) % 2).astype(np.int16)
+    q_codes = np.array([0, 1, 0], np.int16)
+    nrel = np.array([(g_codes == c).sum() for c in q_codes])
+    _, _, _, status = _ranks_numba.ranks_block(x, g_codes, q_codes, nrel)
+    assert status.tolist() == [1, 0, 1]
+    res = retrieval_metrics(x, [0, 1, 0], np.arange(G) % 2, per_query=True)
+    ref = brute_force(x, [0, 1, 0], np.arange(G) % 2)
+    np.testing.assert_allclose(res["per_query"]["AP@all"], ref["AP@all"], atol=1e-12)
+
+
+def test_an_unknown_backend_is_an_error(monkeypatch):
+    monkeypatch.setenv("SBIRLAB_METRICS_BACKEND", "gpu")
+    with pytest.raises(ValueError, match="SBIRLAB_METRICS_BACKEND"):
+        retrieval_metrics(np.eye(3), [0, 1, 2], [0, 1, 2])
