@@ -400,7 +400,8 @@ class RetrievalEngine:
         self._thumbs.clear()
         self.set_classes(classes if classes is not None else (gallery.classes if len(gallery.classes) >= 2 else None))
         self.info = GalleryInfo(gallery.name, len(kept), len(gallery) - len(kept), hit is not None,
-                                time.perf_counter() - t0, str(self.cache.path(self.run_key, gkey)) if self.cache else "",
+                                time.perf_counter() - t0,
+                                str(self.cache.path(self.run_key, gkey)) if self.cache else "",
                                 bad[0] if bad else "")
         return self.info
 

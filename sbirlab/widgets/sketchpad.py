@@ -147,10 +147,12 @@ class SketchRetrievalWidget:
         left = W.VBox([pad, self.width_slider,
                        W.HBox([self.undo_button, self.clear_button]),
                        W.HBox([self.recorded_select, self.replay_button]),
-                       W.HBox([W.HTML("<small>what the model sees:</small>"), self.sketch_view])])
+                       W.HBox([W.HTML("<small>what the model sees:</small>"), self.sketch_view])],
+                      layout=W.Layout(flex="0 0 auto", width=f"{pad_size + 8}px"))
+        panel_w = max(480, (thumb_size + 16) * min(self.k, 8) + 24)  # up to 8 photos per row
         right = W.VBox([self.engine_select, self.gallery_select, self.folder_box, self.status, self.guess_html,
-                        self.results_box], layout=W.Layout(width="640px", margin="0 0 0 12px"))
-        self.box = W.HBox([left, right])
+                        self.results_box], layout=W.Layout(width=f"{panel_w}px", margin="0 0 0 12px", flex="0 0 auto"))
+        self.box = W.HBox([left, right], layout=W.Layout(flex_flow="row wrap"))  # narrow screens: results below
         self.box.add_class("sbirlab-sketch-widget")
 
         self.select_engine(self.engine_select.value)
@@ -337,20 +339,21 @@ class SketchRetrievalWidget:
         """Point the current engine at ``gallery`` (cached embeddings) and refresh."""
         if self.engine is None:
             raise RuntimeError("no method selected")
-        if self.engine.gallery is gallery and self.engine.feats is not None:
-            self.refresh()
-            return
-        self._say(f"Embedding {gallery.name} ({len(gallery)} photos)...")
-        old = self.engine.gallery
-        try:
-            info = self.engine.set_gallery(gallery)
-        except GalleryError:
-            if old is not None:
-                self.engine.set_gallery(old)
-            raise
+        if self.engine.gallery is gallery and self.engine.feats is not None and self.engine.info is not None:
+            info = self.engine.info  # already set up (e.g. by the notebook before building the widget)
+        else:
+            self._say(f"Embedding {gallery.name} ({len(gallery)} photos)...")
+            old = self.engine.gallery
+            try:
+                info = self.engine.set_gallery(gallery)
+            except GalleryError:
+                if old is not None:
+                    self.engine.set_gallery(old)
+                raise
         self._gallery_name = gallery.name
         how = "from the cache" if info.from_cache else f"computed in {info.seconds:.1f} s and cached"
-        skipped = f"; {info.n_skipped} unreadable file(s) skipped (e.g. {info.skipped_example})" if info.n_skipped else ""
+        skipped = (f"; {info.n_skipped} unreadable file(s) skipped (e.g. {info.skipped_example})"
+                   if info.n_skipped else "")
         self.refresh()
         if self.model.problem() is not None:
             self._say(f"{gallery.name}: {info.n_photos} photos, embeddings {how}{skipped}. {READY}",
@@ -385,7 +388,8 @@ class SketchRetrievalWidget:
             if j < len(r.indices):
                 self.thumbs[j].value = self.engine.thumbnail(int(r.indices[j]), self.thumb_size)
                 lab = html.escape(r.labels[j] or "-")
-                self.captions[j].value = f"<small>{j + 1}. {lab}<br>cos {r.scores[j]:.2f}</small>"
+                self.captions[j].value = (f'<div style="font-size:11px;line-height:1.25">{j + 1}. {lab}<br>'
+                                          f"cos {r.scores[j]:.2f}</div>")
                 slot.layout.display = ""
             else:
                 slot.layout.display = "none"

@@ -58,9 +58,23 @@ def _check_01(r: dict) -> None:
     assert r["real_dataset"] is None
 
 
+def _check_11(r: dict) -> None:
+    assert r["n_gallery"] == 4 * r["n_classes"] and r["n_classes"] >= 10  # unseen classes, ci: 4 photos each
+    assert r["cache_hit_second_load"] is True
+    assert r["pixel_diff_pad_vs_renderer"] == 0  # the pad draws exactly as the dataset's renderer
+    assert 0 <= r["mean_diff_recording_vs_png"] < 8  # integer-coordinate recordings: rounding only
+    assert r["widget_shown"] == r["k"] == 8 and r["n_replay"] == 8 and r["n_queries"] >= r["n_replay"]
+    assert len(r["median_photo_rank"]) == len(r["median_class_rank"]) == len(r["fractions"]) == 10
+    assert all(1 <= x <= r["n_gallery"] for x in r["median_photo_rank"])
+    assert all(1 <= x <= r["n_classes"] for x in r["median_class_rank"])
+    assert all(0 <= x <= 1 for x in r["photo_rank_1"] + r["class_top1"])
+    assert 0 <= r["sketches_reaching_photo_rank_1"] <= r["n_replay"]
+
+
 #: notebook stem -> check of its recorded JSON (notebooks without one only need to write the JSON).
 CHECKS: dict[str, Callable[[dict], None]] = {
     "01_data_and_protocols": _check_01,
+    "11_sketch_and_retrieve": _check_11,
 }
 
 

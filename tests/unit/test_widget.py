@@ -221,7 +221,8 @@ def test_query_ranks_by_cosine_and_guesses_a_class(method, tmp_path):
     r = e.query(m, k=K)
     assert len(r.indices) == K and list(r.scores) == sorted(r.scores, reverse=True)
     with torch.no_grad():
-        q = method.encode_sketch(e._normalize(torch.from_numpy(np.asarray(m.rasterize(e.image_size))).permute(2, 0, 1)[None]))[0]
+        x = torch.from_numpy(np.array(m.rasterize(e.image_size))).permute(2, 0, 1)[None]  # [1, 3, H, W]
+        q = method.encode_sketch(e._normalize(x))[0]
     np.testing.assert_allclose(r.sims, (e.feats @ q).numpy(), atol=1e-5)
     np.testing.assert_allclose(r.scores, np.sort(r.sims)[::-1][:K], atol=1e-6)
     assert sorted(c for c, _ in r.guess) == CLASSES and abs(sum(p for _, p in r.guess) - 1) < 1e-5
@@ -282,6 +283,18 @@ def draw(w, pts):
 def test_widget_starts_empty_with_a_prompt(widget):
     assert widget.shown == 0 and widget.result is None
     assert "9 photos" in widget.message and "Draw on the pad" in widget.message
+
+
+def test_widget_on_an_engine_already_set_up_prompts_too(method, tmp_path):
+    from sbirlab.widgets import SketchRetrievalWidget
+
+    e = make_engine(method, tmp_path / "cache")
+    g = Gallery.from_folder(photo_folder(tmp_path / "p"))
+    e.set_gallery(g)  # as the notebook does before building the widget
+    w = SketchRetrievalWidget({"nano": e}, {"g": g}, k=K)
+    assert "Draw on the pad" in w.message and w.shown == 0
+    draw(w, [(30, 40), (200, 210)])
+    assert w.shown == K
 
 
 def test_mouse_stroke_refreshes_the_results(widget):

@@ -1,0 +1,116 @@
+"""Replaying recorded sketches stroke by stroke: how does the rank of the right class evolve?
+
+On-the-fly SBIR (Bhunia et al., CVPR 2020) retrieves after every stroke and asks how early the right
+photos come up. :func:`~sbirlab.widgets.engine.stroke_by_stroke` gives one trajectory per sketch (a record
+per stroke); this module summarises trajectories on a common axis, the **fraction of the sketch's strokes
+drawn** (sketches have different stroke counts), and plots them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .engine import recorded_sketches
+
+#: Fractions of a sketch's strokes at which trajectories are compared.
+FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def pick_recorded(index, queries: Sequence, n: int, seed: int = 0) -> dict[str, tuple[list, list, str]]:
+    """``n`` recorded sketches of ``queries`` spread over their classes (round robin, reproducible).
+
+    Returns ``{sketch id: (strokes, widths, label)}`` as :func:`~sbirlab.widgets.engine.recorded_sketches`.
+    """
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list] = {}
+    for q in queries:
+        by_class.setdefault(q.label, []).append(q)
+    pools = {c: [items[i] for i in rng.permutation(len(items))] for c, items in sorted(by_class.items())}
+    chosen = []
+    while len(chosen) < n and any(pools.values()):
+        for c in sorted(pools):
+            if pools[c] and len(chosen) < n:
+                chosen.append(pools[c].pop())
+    return recorded_sketches(index, chosen)
+
+
+def prefix_at(n_strokes: int, fraction: float) -> int:
+    """Strokes drawn at ``fraction`` of a sketch of ``n_strokes`` strokes (at least 1)."""
+    return max(1, min(n_strokes, math.ceil(fraction * n_strokes - 1e-9)))
+
+
+def rank_curves(trajectories: Sequence[Sequence[Mapping]], fractions: Sequence[float] = FRACTIONS) -> dict:
+    """Median photo rank, median class rank and mean P@k at each fraction of the strokes drawn.
+
+    Args:
+        trajectories: one list per sketch of :func:`~sbirlab.widgets.engine.stroke_by_stroke` records.
+        fractions: where to read the trajectories.
+
+    Returns:
+        ``{"fraction": [...], "photo_rank": [...], "class_rank": [...], "p_at_k": [...],
+        "photo_rank_1": [...] (share of sketches whose first correct photo is at rank 1),
+        "class_top1": [...] (share whose class guess is right)}``.
+    """
+    if not trajectories:
+        raise ValueError("rank_curves needs at least one trajectory")
+    rows = {"photo_rank": [], "class_rank": [], "p_at_k": []}
+    for f in fractions:
+        at = [t[prefix_at(len(t), f) - 1] for t in trajectories]
+        for key in rows:
+            rows[key].append([np.nan if r[key] is None else float(r[key]) for r in at])
+    pr, cr, pk = (np.asarray(rows[k]) for k in ("photo_rank", "class_rank", "p_at_k"))
+    return {"fraction": [float(f) for f in fractions],
+            "photo_rank": np.nanmedian(pr, 1).tolist(), "class_rank": np.nanmedian(cr, 1).tolist(),
+            "p_at_k": np.nanmean(pk, 1).tolist(),
+            "photo_rank_1": np.mean(pr == 1, 1).tolist(), "class_top1": np.mean(cr == 1, 1).tolist()}
+
+
+def strokes_needed(trajectory: Sequence[Mapping], key: str = "photo_rank", max_rank: int = 1) -> int | None:
+    """Fewest strokes from which ``key`` stays at or below ``max_rank`` until the sketch is finished.
+
+    ``None`` if the finished sketch does not get there.
+    """
+    need = None
+    for r in reversed(trajectory):
+        v = r[key]
+        if v is None or v > max_rank:
+            break
+        need = r["n_strokes"]
+    return need
+
+
+def plot_rank_evolution(trajectories: Sequence[Sequence[Mapping]], n_gallery: int, n_classes: int,
+                        title: str = "", fractions: Sequence[float] = FRACTIONS):
+    """Two panels against the fraction of strokes drawn: the rank of the first photo of the right class
+    (log scale, 1 = top) and the rank of the right class in the zero-shot class guess. Thin lines are
+    sketches, the thick line the median. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    curves = rank_curves(trajectories, fractions)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, top, name in ((axes[0], "photo_rank", n_gallery, "rank of the first photo of the right class"),
+                               (axes[1], "class_rank", n_classes, "rank of the right class in the class guess")):
+        for t in trajectories:
+            x = [r["n_strokes"] / len(t) for r in t]
+            y = [np.nan if r[key] is None else r[key] for r in t]
+            ax.plot(x, y, color="0.6", lw=0.8, alpha=0.6)
+        ax.plot(curves["fraction"], curves[key], color="C3", lw=2.5, marker="o", label="median")
+        ax.set_yscale("log")
+        ax.set_ylim(top * 1.2, 0.8)  # rank 1 at the top
+        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t <= top]
+        ax.set_yticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel("fraction of the sketch's strokes drawn")
+        ax.set_ylabel(name)
+        ax.axhline(1, color="C2", lw=0.8, ls="--")
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title(f"retrieval among {n_gallery} photos")
+    axes[1].set_title(f"zero-shot class guess among {n_classes} classes")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
