@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="override PretrainConfig fields, e.g. samples=400000 drawing_share=0.3")
     tr = sub.add_parser("train", help="train a method and evaluate it on the test classes")
     tr.add_argument("--method", default="clip-at")
-    tr.add_argument("--setting", default="zs", choices=["zs", "fg"])
+    tr.add_argument("--setting", default="zs", choices=["zs", "gzs", "fg"],
+                    help="zs: unseen classes; gzs: generalised (trains as zs, tests on unseen + 20%% seen); fg: instance level")
     tr.add_argument("--dataset", default="synthetic")
     tr.add_argument("--root", default=None)
     tr.add_argument("--split", default=None)
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     tb.add_argument("--preset", default="cpu", choices=["ci", "cpu", "paper"])
     tb.add_argument("--out", default="runs/table")
     tb.add_argument("--methods", default=None, help="comma-separated (default: frozen + Table 1)")
-    tb.add_argument("--settings", default="zs,fg")
+    tb.add_argument("--settings", default="zs,fg", help="comma-separated of zs, gzs, fg")
     tb.add_argument("--no-ablations", action="store_true")
     tb.add_argument("--backbone", default="tiny-synthetic")
 

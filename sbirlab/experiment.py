@@ -120,6 +120,83 @@ def build(cfg: RunConfig, backbone=None):
     return bb, method, loader, index, parts, classes, device
 
 
+#: share of seen-class items added to the generalised ZS test set (SEM-PCYC's recipe, METHODS.md §1)
+GZS_FRACTION = 0.2
+
+
+def gzs_test_set(parts, fraction: float = GZS_FRACTION, seed: int = 0):
+    """The generalised ZS-SBIR test set: the unseen test queries and gallery plus seen-class items.
+
+    SEM-PCYC's recipe (Dutta and Akata, CVPR 2019; METHODS.md §1), which SpLIP follows: add seen-class
+    sketches and photos numbering ``fraction`` (20%) of the unseen test sketches / photos (rounded),
+    drawn without replacement from the items of the split's seen classes (training and validation
+    classes; SEM-PCYC draws from the training files, so a model has trained on them: GZS tests
+    whether seen classes *attract* unseen queries, not generalisation to new seen images). The draw
+    depends on ``seed`` only (not on the run's seed), so every method of a table meets the same test
+    set. Seen items come first, in partition order. Training is unchanged: a GZS run trains as ZS.
+
+    Returns:
+        ``(queries, gallery, query_is_seen)``, ``query_is_seen`` a list of bools aligned with queries.
+
+    Raises:
+        ValueError: the seen classes hold fewer items than needed.
+    """
+    import numpy as np
+
+    seen_sk = [*parts.train_sketches, *parts.val_sketches]
+    seen_ph = [*parts.train_photos, *parts.val_photos]
+    n_sk, n_ph = round(fraction * len(parts.test_queries)), round(fraction * len(parts.test_gallery))
+    if n_sk > len(seen_sk) or n_ph > len(seen_ph):
+        raise ValueError(f"GZS needs {n_sk} seen sketches and {n_ph} seen photos; the seen classes hold "
+                         f"{len(seen_sk)} and {len(seen_ph)}")
+    rng = np.random.default_rng([seed, 2019])
+    isk = np.sort(rng.choice(len(seen_sk), n_sk, replace=False))
+    iph = np.sort(rng.choice(len(seen_ph), n_ph, replace=False))
+    queries = [seen_sk[i] for i in isk] + list(parts.test_queries)
+    gallery = [seen_ph[i] for i in iph] + list(parts.test_gallery)
+    return queries, gallery, [True] * n_sk + [False] * len(parts.test_queries)
+
+
+def evaluation_set(parts, setting: str):
+    """``(queries, gallery, query_is_seen)`` evaluated in ``setting``: the unseen test partitions
+    (``query_is_seen`` None) for ``zs`` / ``fg``, :func:`gzs_test_set` for ``gzs``."""
+    if setting == "gzs":
+        return gzs_test_set(parts)
+    return list(parts.test_queries), list(parts.test_gallery), None
+
+
+def evaluate_setting(method, parts, setting: str, loader, device="cpu", progress: bool = False,
+                     return_features: bool = False):
+    """Test metrics of ``method`` in ``setting``.
+
+    ``zs`` / ``fg``: :func:`sbirlab.train.loop.evaluate` on the unseen test partitions. ``gzs``: the
+    ZS metrics over all queries of :func:`gzs_test_set` plus the same keys prefixed ``seen/`` and
+    ``unseen/`` (:func:`sbirlab.metrics.gzs_metrics`; every query ranks the whole mixed gallery; a seen
+    query whose class drew no photo scores 0, as in SEM-PCYC, and ``seen/no_relevant`` counts them).
+    A method with a ``prepare_eval(queries, gallery, loader)`` hook (DP-CLIP's test categories) gets it
+    first. ``return_features`` also returns the query and gallery embeddings.
+    """
+    queries, gallery, seen = evaluation_set(parts, setting)
+    prepare = getattr(method, "prepare_eval", None)
+    if prepare is not None:
+        prepare(queries, gallery, loader)
+    if setting != "gzs":
+        return evaluate(method, queries, gallery, setting, loader, device, progress=progress,
+                        return_features=return_features)
+    from .metrics import gzs_metrics
+    from .train.loop import encode_items
+
+    q = encode_items(method, queries, "sketch", loader, device=device, progress=progress)
+    g = encode_items(method, gallery, "photo", loader, device=device, progress=progress)
+    m = gzs_metrics(q @ g.T, [x.label for x in queries], [x.label for x in gallery], seen)
+    m = {k: int(v) if k.endswith("num_queries") else float(v) for k, v in m.items() if k != "per_query"}
+    m["n_queries"], m["n_gallery"] = len(queries), len(gallery)
+    m["n_gallery_seen"] = len(gallery) - len(parts.test_gallery)
+    have = {x.label for x in gallery}  # SEM-PCYC's convention: a query without relevant photo scores 0
+    m["seen/no_relevant"] = sum(1 for x, s in zip(queries, seen) if s and x.label not in have)
+    return (m, q, g) if return_features else m
+
+
 def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
                    callbacks=(), epoch_callbacks=(), backbone=None) -> dict:
     """Train ``cfg.method`` and evaluate it on the test classes; returns the metrics dict."""
@@ -128,9 +205,15 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bo
     t0 = time.time()
     tcfg = cfg.resolved_train()
     bb, method, loader, index, parts, classes, device = build(cfg, backbone)
-    data = TripletData(parts.train_sketches, parts.train_photos, classes, loader, cfg.setting, tcfg.batch_size,
+    if getattr(method, "batch_classes", None):  # a method's own sampler (DP-CLIP FG: one category per batch)
+        tcfg = dataclasses.replace(tcfg, classes_per_batch=method.batch_classes)
+    data = TripletData(parts.train_sketches, parts.train_photos, classes, loader,
+                       "zs" if cfg.setting == "gzs" else cfg.setting, tcfg.batch_size,  # GZS trains as ZS
                        tcfg.classes_per_batch, cfg.seed, tcfg.steps_per_epoch)
+    data.total_steps = min(tcfg.epochs * len(data), tcfg.max_steps or tcfg.epochs * len(data))  # batch "progress"
     val = (parts.val_sketches, parts.val_photos) if parts.val_sketches and parts.val_photos else None
+    if val is not None and hasattr(method, "prepare_eval"):
+        method.prepare_eval(*val, loader)  # validation categories (DP-CLIP)
     full = {**asdict(cfg), "train": asdict(tcfg), "world": cfg.resolved_world(),
             "method_resolved": {**dataclasses.asdict(method.cfg)} if dataclasses.is_dataclass(getattr(method, "cfg", None)) else cfg.resolved_method()}
     out = Path(out_dir) if out_dir else None
@@ -143,14 +226,16 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bo
     else:  # zero-shot reference: nothing to train
         from .train.loop import TrainState
         state = TrainState()
-    test = evaluate(method, parts.test_queries, parts.test_gallery, cfg.setting, loader, device)
+    test = evaluate_setting(method, parts, cfg.setting, loader, device)
     loader.report()
     metrics = {
         **test,
         "method": cfg.method, "setting": cfg.setting, "dataset": cfg.dataset, "split": parts.split.name,
         "backbone": cfg.backbone, "preset": cfg.preset, "seed": cfg.seed,
         "metric_convention": "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (METHODS §1)"
-        if cfg.setting == "zs" else "Acc@k within the query's category (METHODS §1)",
+        + ("; GZS: unseen test set + 20% seen-class sketches / photos, seen/ and unseen/ = per-part means"
+           if cfg.setting == "gzs" else "") if cfg.setting in ("zs", "gzs")
+        else "Acc@k within the query's category (METHODS §1)",
         "best_epoch": state.best_epoch, "val_best": state.best if state.best_epoch > 0 else None,
         "trainable_parameters": sum(p.numel() for _, p in method.trainable_named_parameters()),
         "train_steps": state.step, "wall_time_s": round(time.time() - t0, 1), "versions": versions(),
@@ -191,6 +276,9 @@ def load_run(run_dir: str | Path, backbone=None, which: str = "best") -> LoadedR
         st = torch.load(ck, map_location="cpu", weights_only=False)
         method.load_trainable_state_dict(st["trainable"])
     method.eval()
+    if hasattr(method, "prepare_eval"):  # the test categories of methods that need them (DP-CLIP)
+        q, g, _ = evaluation_set(parts, cfg.setting)
+        method.prepare_eval(q, g, loader)
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
     return LoadedRun(method, cfg, metrics, bb, loader, parts, device)
 
@@ -198,10 +286,44 @@ def load_run(run_dir: str | Path, backbone=None, which: str = "best") -> LoadedR
 def evaluate_run(run_dir: str | Path) -> dict:
     """Re-evaluate a saved run on its test classes (``sbirlab eval --run DIR``)."""
     r = load_run(run_dir)
-    m = evaluate(r.method, r.parts.test_queries, r.parts.test_gallery, r.cfg.setting, r.loader, r.device)
+    m = evaluate_setting(r.method, r.parts, r.cfg.setting, r.loader, r.device)
     m.update({"method": r.cfg.method, "setting": r.cfg.setting, "dataset": r.cfg.dataset,
               "split": r.parts.split.name, "seed": r.cfg.seed, "preset": r.cfg.preset})
     return m
+
+
+def gzs_from_zs_run(zs_run_dir: str | Path, out_dir: str | Path, backbone=None) -> dict:
+    """A finished GZS run from the finished ZS run of the same config, without training again.
+
+    A GZS run trains exactly as the ZS run (same data, seed, batches and model; only the test set
+    differs), so the ZS run's weights are copied and only the GZS evaluation runs. Writes
+    ``config.json`` (setting ``"gzs"``), the checkpoints, ``history.json`` and ``metrics.json``, whose
+    ``derived_from`` names the ZS run and whose ``wall_time_s`` is this evaluation's.
+    """
+    import os
+    import shutil
+
+    t0 = time.time()
+    src, out = Path(zs_run_dir), Path(out_dir)
+    d = json.loads((src / "config.json").read_text())
+    if d.get("setting") != "zs" or not (src / "metrics.json").exists():
+        raise ValueError(f"{src} is not a finished ZS run")
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("best.pt", "checkpoint.pt", "history.json"):
+        if (src / f).exists():
+            shutil.copyfile(src / f, out / f"{f}.tmp")
+            os.replace(out / f"{f}.tmp", out / f)
+    _atomic_json({**d, "setting": "gzs"}, out / "config.json")
+    r = load_run(out, backbone)
+    zs = json.loads((src / "metrics.json").read_text())
+    keep = ("method", "dataset", "split", "backbone", "preset", "seed", "best_epoch", "val_best",
+            "trainable_parameters", "train_steps", "versions")
+    metrics = {**evaluate_setting(r.method, r.parts, "gzs", r.loader, r.device), **{k: zs[k] for k in keep if k in zs},
+               "setting": "gzs", "metric_convention": zs.get("metric_convention", "") + "; GZS: unseen test set + 20% "
+               "seen-class sketches / photos, seen/ and unseen/ = per-part means",
+               "derived_from": src.name, "wall_time_s": round(time.time() - t0, 1)}
+    _atomic_json(metrics, out / "metrics.json")
+    return metrics
 
 
 def shipped_runs_dir() -> Path:
@@ -246,14 +368,22 @@ ABLATIONS = {
 
 
 def table_configs(methods=None, settings=("zs", "fg"), ablations: bool = True, **common) -> list[RunConfig]:
-    """The runs of the results table: every method in every setting, then CLIP-AT's ablations."""
+    """The runs of the results table: every method in every setting (``zs``, ``gzs``, ``fg``), then the
+    ablations of the listed methods that have some: CLIP-AT (:data:`ABLATIONS`), ``dp-clip`` and
+    ``splip`` (their modules' ``ABLATIONS``; none in ``gzs``)."""
+    from .models.methods import dp_clip, splip
     from .models.registry import TABLE1
 
     methods = list(methods or ("frozen", *TABLE1))
+    bad = [s for s in settings if s not in ("zs", "gzs", "fg")]
+    if bad:
+        raise ValueError(f"unknown setting(s) {bad}; known: zs, gzs, fg")
     cfgs = [RunConfig(method=m, setting=s, **common) for s in settings for m in methods]
-    if ablations and "clip-at" in methods:
-        cfgs += [RunConfig(method="clip-at", setting=s, method_cfg=dict(a), **common)
-                 for s in settings for a in ABLATIONS[s]]
+    if ablations:
+        for name, abl in (("clip-at", ABLATIONS), ("dp-clip", dp_clip.ABLATIONS), ("splip", splip.ABLATIONS)):
+            if name in methods:
+                cfgs += [RunConfig(method=name, setting=s, method_cfg=dict(a), **common)
+                         for s in settings for a in abl.get(s, ())]
     return cfgs
 
 
@@ -262,6 +392,7 @@ def train_table(out_root: str | Path, preset: str = "cpu", methods=None, setting
     """Train (or resume) every run of the table into ``out_root/<run_name>``; returns name -> metrics.
 
     Finished runs (with ``metrics.json``) are skipped, so an interrupted table resumes where it stopped.
+    A ``gzs`` run whose ``zs`` twin is finished is derived from it (:func:`gzs_from_zs_run`).
     A ``table.json`` with every run's metrics and the total wall time is written atomically at the end.
     """
     out_root = Path(out_root)
@@ -272,6 +403,11 @@ def train_table(out_root: str | Path, preset: str = "cpu", methods=None, setting
         run_dir = out_root / name
         if resume and (run_dir / "metrics.json").exists():
             results[name] = json.loads((run_dir / "metrics.json").read_text())
+            continue
+        twin = out_root / run_name(dataclasses.replace(cfg, setting="zs"))
+        if cfg.setting == "gzs" and (twin / "metrics.json").exists():  # GZS trains as ZS: evaluate only
+            log.info("table: %s from %s", name, twin.name)
+            results[name] = gzs_from_zs_run(twin, run_dir)
             continue
         log.info("table: training %s", name)
         results[name] = run_experiment(cfg, run_dir, resume=resume, progress=progress)

@@ -12,8 +12,10 @@ from .methods.base import SBIRMethod
 from .methods.baselines import BFT, BIP, BMM, BCond, BDeep, BLin, Frozen
 from .methods.clip_at import CLIPAT
 from .methods.dp_clip import DPCLIP
+from .methods.splip import SpLIP
 
-METHODS: dict[str, type[SBIRMethod]] = {c.name: c for c in (Frozen, BFT, BLin, BCond, BIP, BMM, BDeep, CLIPAT, DPCLIP)}
+METHODS: dict[str, type[SBIRMethod]] = {
+    c.name: c for c in (Frozen, BFT, BLin, BCond, BIP, BMM, BDeep, CLIPAT, DPCLIP, SpLIP)}
 
 #: the rows of CLIP-AT's Table 1, in the paper's order
 TABLE1 = ("b-ft", "b-lin", "b-cond", "b-ip", "b-mm", "b-deep", "clip-at")

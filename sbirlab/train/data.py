@@ -10,7 +10,8 @@ A batch (dict) holds ``sketch`` ``[B, 3, H, W]``, ``photo`` (positive), ``photo_
 
 :class:`ClassBalancedBatchSampler` fills each batch with ``classes_per_batch`` classes and the same
 number of sketches from each (CLIP-AT's f-divergence and DP-CLIP's one-category batches need this;
-``classes_per_batch=1`` gives DP-CLIP's sampler). Every random choice is a pure function of
+``classes_per_batch=1`` gives DP-CLIP's one-category sampler, which :class:`~sbirlab.models.methods.dp_clip.DPCLIP`
+asks for in FG through its ``batch_classes``). Every random choice is a pure function of
 ``(seed, epoch, position)``, so a resumed run sees exactly the batches an uninterrupted one would.
 
 Data-parallel training (:mod:`sbirlab.train.distributed`): ``batch_size`` is the **global** batch.
@@ -216,6 +217,10 @@ class TripletData:
         self.cidx = cidx
         self.rank, self.world_size = 0, 1
         self._rows: list[int] | None = None
+        #: total optimiser steps of the run; when set, every batch carries ``progress`` (a float tensor,
+        #: ``global step / total_steps``, a pure function of ``(epoch, step)``: exact on resume) for
+        #: schedules inside a method's loss (DP-CLIP's curriculum of hard negatives)
+        self.total_steps: int | None = None
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -262,7 +267,10 @@ class TripletData:
             ng = self.loader.batch([self.photos[n] for _, _, n in trip])
             if self.do_augment:
                 sk, ph, ng = (augment(x, gen, rows, len(idx)) for x in (sk, ph, ng))
+            extra = {} if not self.total_steps else \
+                {"progress": torch.tensor((epoch * len(self) + step) / self.total_steps, dtype=torch.float32)}
             yield {
+                **extra,
                 "sketch": sk, "photo": ph, "photo_neg": ng,
                 "label": torch.tensor([self.labels[i] for i, _, _ in trip]),
                 "label_neg": torch.tensor([self.cidx[self.photos[n].label] for _, _, n in trip]),

@@ -1,0 +1,625 @@
+"""DP-CLIP: dual-modal (visual + textual) category-adaptive prompting for (fine-grained) ZS-SBIR.
+
+Gao, Jiao, Wang, Zhang, Zhang, Zhang. *Dual-Modal Prompting for Sketch-Based Image Retrieval.*
+arXiv 2404.18695 (official code built from Sketch_LVM). Implemented as METHODS.md §5 specifies, on a
+frozen open_clip ViT whose LayerNorms train:
+
+**Visual prompting (category-specific deep prompts).** A support set of one sketch and two photos of
+the target category is patch-embedded (conv1 + CLS + positional embedding, no ``ln_pre``) and
+concatenated (``3 (N+1)`` tokens). Learnable base prompts ``l`` ``[L, K=3, D]`` pass a shared
+``Linear(D, D)`` + dropout 0.1; one new transformer block takes ``[support tokens ; projected l_m]``
+and its outputs at the ``K`` prompt positions are the layer-``m`` prompts. They are injected VPT-deep
+(layer 0 through ``ln_pre`` as in B-Deep, then the prompt positions are replaced before every block)
+and shared by the sketches and photos of that category.
+
+**Textual prompting (category text-guided channel scaling).** ``t_c`` is the normalised mean of the
+frozen text embeddings of the class name under :data:`TEMPLATES`. Per layer an MLP
+(``E -> E -> ReLU -> out``) maps ``t_c`` to scales:
+
+* ``text_scaling="side"`` (default, the released code's form): ``out = 2r`` scales ``s_att, s_mlp``;
+  a LoRA branch of rank ``r`` on the fused QKV projection input (``B_att A_att h`` added to QKV) and a
+  parallel LoRA on the MLP (``B_mlp A_mlp h`` added to the MLP output) whose rank-``r`` hidden
+  activations are multiplied by ``(1 + s)``. ``B`` matrices start at zero: training starts at
+  CLIP + prompts.
+* ``text_scaling="direct"``: ``out = 3D + H`` scales multiplying the Q/K/V channels and the MLP's
+  ``H`` hidden channels themselves by ``(1 + s)`` (last MLP layer zero-initialised; ``rank`` unused).
+* ``text_scaling="none"``: the ablation without the textual module.
+
+**Patch-level matching.** The tokens entering the last block form a ``gh x gw`` grid; four
+overlapping windows (top-left, top-right, bottom-left, bottom-right) of side
+``round(5/7 * g)`` per axis (DECISION: 5 x 5 on ViT-B/32's 7 x 7, 6 x 6 on the tiny CLIP's 8 x 8,
+3 x 3 on a 4 x 4 grid; ``window`` overrides it) go, as ``[CLS ; window tokens]``, through a copy of
+the last block with per-window copies of ``ln_post`` and ``proj``: four local embeddings. Distance at
+inference ``d_global + 0.2 * sum_i d_local_i``, realised by the embedding
+``[g ; sqrt(0.2) l_1 ; ... ; sqrt(0.2) l_4]`` (each part L2-normalised): its dot products rank the
+gallery exactly by the fused distance, so every evaluation in sbirlab works unchanged (the embedding
+is ``5 E`` wide). DECISION: the copied block trains its LayerNorms only (attention and MLP stay
+CLIP's, as everywhere in the backbone); the ``ln_post`` / ``proj`` copies train.
+
+**Losses.** Triplet on cosine distance with margin 0.15, every term ``global + 0.1 * sum local``;
+the curriculum moves from random to batch-hard negatives, ``L = (1 - w) L_random + w L_hard`` with
+``w = min(1, 0.25 * floor(stages * progress))`` (DECISION: the paper's ``0.25 floor(epoch / 10)`` over
+60 epochs is ``stages = 6`` of training progress; capped at 1, where the paper's formula would reach
+1.25 in its last 10 epochs). ``negatives="random"`` / ``"batch-hard"`` fix ``w`` at 0 / 1.
+
+DECISIONS of sbirlab beyond the paper, and why:
+
+* **Negatives come from the batch.** The random negative of an anchor is a uniformly drawn valid
+  photo among the batch's positives (another class at category level; the same class, another
+  instance, in FG), the hard one the closest of them by the training distance. The sampled
+  ``photo_neg`` is encoded only for FG anchors without any valid in-batch photo. This is what makes
+  category-specific prompts trainable at category level (every negative's own category has its
+  support set in the batch) and saves a third of the image forwards.
+* **Batches.** FG batches hold one category (the paper's sampler: every in-batch negative is a hard,
+  same-category one; :attr:`DPCLIP.batch_classes` = 1 makes :func:`sbirlab.experiment.run_experiment`
+  sample so); category-level batches hold several categories (the run's ``classes_per_batch``): their
+  negatives must come from other categories. The support set of a category in a training batch is
+  its first sketch and its first two positive photos.
+* **Test time without labels.** The paper gives every test image its (known) category. sbirlab's
+  DP-CLIP reads no test label: :meth:`DPCLIP.prepare_eval` builds (and caches) the prompts and scales
+  of every test category from its first test items (1 sketch + 2 photos, the paper's few-shot support;
+  a missing modality is filled with the category's other images) and a test image is **routed** to a
+  category by the original CLIP's zero-shot classification (pristine LayerNorms) against the
+  categories' ``t_c``. At category level a label would leak the answer; in FG the routed category
+  can be wrong where the paper's is not: pass ``labels=`` to :meth:`DPCLIP.encode_sketch` /
+  :meth:`DPCLIP.encode_photo` for the paper's oracle protocol.
+* **Learning rates.** 1e-3 for the new modules and 1e-4 for CLIP's LayerNorms (the paper's 1e-5 /
+  1e-6 are for 60 GPU epochs; sbirlab's ``cpu`` preset trains a few hundred steps, as CLIP-AT does).
+* **Templates.** :data:`TEMPLATES` are 20 of our own (photo, sketch and drawing phrasings); the
+  released code averages 63.
+* **Generator block.** A copy of CLIP's first vision block whose attention and MLP output projections
+  (and the bias of the base prompts' ``Linear``) start at zero: at initialisation the block is the
+  identity and the prompts are the small projected base prompts (VPT-like tokens, as B-Deep's), so
+  training starts near CLIP and the support-set conditioning grows from zero (as the LoRA ``B``
+  matrices do). The paper only says "a new transformer block"; a block whose outputs are full-size
+  image-like tokens at every layer costs the untrained tiny CLIP a third of its mAP.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...train.losses import pairwise_cosine_distance, triplet_loss
+from .base import MethodConfig, SBIRMethod
+from .clip_at import layernorm_parameters
+
+__all__ = ["DPCLIP", "DPCLIPConfig", "TEMPLATES", "window_boxes", "select_negatives", "curriculum_weight",
+           "ABLATIONS"]
+
+#: text templates averaged into the category text ``t_c`` (sbirlab's own; the released code uses 63)
+TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.", "a sketch of a {}.", "a drawing of a {}.", "a black and white sketch of a {}.",
+    "a doodle of a {}.", "a pencil drawing of a {}.", "a line drawing of a {}.", "an outline of a {}.",
+    "a bad photo of a {}.", "a good photo of a {}.", "a close-up photo of the {}.", "a bright photo of a {}.",
+    "a cropped photo of the {}.", "a photo of the small {}.", "a photo of the large {}.", "a rendering of a {}.",
+    "a cartoon {}.", "art of the {}.", "a picture of a {}.", "itap of a {}.",
+)
+
+#: the ablation rows of the results table (:func:`sbirlab.experiment.table_configs`), by setting
+ABLATIONS: dict[str, tuple[dict, ...]] = {
+    "fg": ({"text_scaling": "none"}, {"patch_matching": False}),
+    "zs": ({"text_scaling": "none"}, {"patch_matching": False}),
+}
+
+
+@dataclass
+class DPCLIPConfig(MethodConfig):
+    """DP-CLIP options (see the module docstring).
+
+    Attributes:
+        lr: new modules (generator, base prompts, scale MLPs, LoRA, patch-matching copies).
+        lr_ln: CLIP's image-encoder LayerNorms.
+        margin: triplet margin (the paper: 0.15).
+        negatives: ``"curriculum"`` (random -> batch-hard), ``"random"`` or ``"batch-hard"``.
+        curriculum_stages / curriculum_step: ``w = min(1, step * floor(stages * progress))``.
+        n_prompts: prompt tokens per layer (K = 3).
+        prompt_dropout: dropout on the projected base prompts.
+        visual_prompts: the visual prompting module on / off.
+        text_scaling: ``"side"`` (LoRA form), ``"direct"`` or ``"none"``.
+        rank: LoRA rank ``r`` of the side-way form.
+        patch_matching: the patch-level matching module on / off.
+        window: window side in patches (0 = ``round(5/7 * grid)`` per axis).
+        local_weight_train / local_weight_test: weight of the summed local terms in the loss / distance.
+        tune_ln: train CLIP's image-encoder LayerNorms.
+        route: how an unlabelled test image picks its category (``"zero-shot"``: the original CLIP's
+            zero-shot classification; the only option, kept explicit in the config).
+    """
+
+    lr: float = 1e-3
+    lr_ln: float = 1e-4
+    margin: float = 0.15
+    negatives: str = "curriculum"
+    curriculum_stages: int = 6
+    curriculum_step: float = 0.25
+    n_prompts: int = 3
+    prompt_dropout: float = 0.1
+    visual_prompts: bool = True
+    text_scaling: str = "side"
+    rank: int = 16
+    patch_matching: bool = True
+    window: int = 0
+    local_weight_train: float = 0.1
+    local_weight_test: float = 0.2
+    tune_ln: bool = True
+    route: str = "zero-shot"
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers shared with other methods
+
+
+def window_boxes(grid: Sequence[int], window: int = 0) -> list[tuple[int, int, int, int]]:
+    """The four overlapping corner windows of a ``gh x gw`` patch grid: ``(row0, col0, h, w)`` each.
+
+    Order: top-left, top-right, bottom-left, bottom-right. The side is ``window`` when given, else
+    ``max(1, round(5 / 7 * g))`` per axis (DP-CLIP's 5 x 5 windows of ViT-B/32's 7 x 7 grid).
+
+    Raises:
+        ValueError: a window larger than the grid.
+    """
+    gh, gw = int(grid[0]), int(grid[1])
+    wh = window or max(1, round(5 * gh / 7))
+    ww = window or max(1, round(5 * gw / 7))
+    if wh > gh or ww > gw or wh < 1:
+        raise ValueError(f"window {wh}x{ww} does not fit the {gh}x{gw} patch grid")
+    return [(0, 0, wh, ww), (0, gw - ww, wh, ww), (gh - wh, 0, wh, ww), (gh - wh, gw - ww, wh, ww)]
+
+
+def curriculum_weight(progress: float, negatives: str, stages: int = 6, step: float = 0.25) -> float:
+    """Fraction ``w`` of the hard-negative loss at training ``progress`` in ``[0, 1]``.
+
+    ``"random"`` -> 0, ``"batch-hard"`` -> 1, ``"curriculum"`` -> ``min(1, step * floor(stages * progress))``
+    (DP-CLIP's ``0.25 floor(epoch / 10)`` over 60 epochs with the defaults).
+    """
+    if negatives == "random":
+        return 0.0
+    if negatives == "batch-hard":
+        return 1.0
+    if negatives != "curriculum":
+        raise ValueError(f"negatives must be 'random', 'batch-hard' or 'curriculum', got {negatives!r}")
+    p = min(max(float(progress), 0.0), 1.0 - 1e-9)
+    return float(min(1.0, step * math.floor(stages * p)))
+
+
+def select_negatives(dist: torch.Tensor, labels: torch.Tensor, instances: torch.Tensor | None, setting: str,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """In-batch negatives for triplets whose candidates are the batch's positive photos.
+
+    Args:
+        dist: ``[B, B]`` anchor-to-candidate distances (candidate ``j`` = the positive photo of anchor ``j``).
+        labels: ``[B]`` class of every anchor (and of its positive).
+        instances: ``[B]`` instance id of every positive photo (FG), or ``None`` (each position its own).
+        setting: ``"zs"``: a valid negative has another class; ``"fg"``: the same class, another instance.
+        generator: for the random choice (default: torch's global generator).
+
+    Returns:
+        ``(random_idx, hard_idx, has_valid)``: ``[B]`` indices of a uniformly drawn valid candidate and
+        of the closest valid candidate, and ``[B]`` bool; rows without a valid candidate point at 0.
+    """
+    B = dist.shape[0]
+    y = labels.to(dist.device)
+    if setting == "fg":
+        inst = instances.to(dist.device) if instances is not None else torch.arange(B, device=dist.device)
+        valid = (y[None, :] == y[:, None]) & (inst[None, :] != inst[:, None])
+    else:
+        valid = y[None, :] != y[:, None]
+    has = valid.any(dim=1)
+    hard = dist.detach().masked_fill(~valid, float("inf")).argmin(dim=1)
+    u = torch.rand(B, B, generator=generator, device=generator.device if generator is not None else "cpu")
+    rand = u.to(dist.device).masked_fill(~valid, -1.0).argmax(dim=1)
+    return torch.where(has, rand, 0), torch.where(has, hard, 0), has
+
+
+def _check_block(block: nn.Module) -> None:
+    from open_clip.transformer import ResidualAttentionBlock
+
+    if not isinstance(block, ResidualAttentionBlock) or not isinstance(block.attn, nn.MultiheadAttention) \
+            or hasattr(block, "ln_1_kv"):
+        raise NotImplementedError(
+            f"DP-CLIP's text-guided scaling re-runs open_clip's ResidualAttentionBlock (nn.MultiheadAttention); "
+            f"got {type(block).__name__}: use text_scaling='none' with this backbone")
+
+
+def _attention(block: nn.Module, h: torch.Tensor, qkv_delta=None, qkv_scale=None) -> torch.Tensor:
+    """``block.attn(h, h, h)`` recomputed from its own weights, with an additive / multiplicative QKV change."""
+    attn = block.attn
+    B, T, D = h.shape
+    heads = attn.num_heads
+    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # [B, T, 3D]
+    if qkv_delta is not None:
+        qkv = qkv + qkv_delta
+    if qkv_scale is not None:
+        qkv = qkv * qkv_scale
+    q, k, v = qkv.view(B, T, 3, heads, D // heads).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, hd]
+    o = F.scaled_dot_product_attention(q, k, v)  # [B, H, T, hd]
+    return attn.out_proj(o.transpose(1, 2).reshape(B, T, D))
+
+
+def _mlp(block: nn.Module, h: torch.Tensor, hidden_scale=None) -> torch.Tensor:
+    """``block.mlp(h)`` with the hidden activations (input of ``c_proj``) optionally scaled."""
+    z = h
+    for name, mod in block.mlp.named_children():
+        if name == "c_proj" and hidden_scale is not None:
+            z = z * hidden_scale
+        z = mod(z)
+    return z
+
+
+class _SideScaler(nn.Module):
+    """One layer's side-way text-guided scaling: t_c -> (s_att, s_mlp); LoRA of rank r on QKV and MLP."""
+
+    def __init__(self, e: int, d: int, r: int):
+        super().__init__()
+        self.r = r
+        self.mlp = nn.Sequential(nn.Linear(e, e), nn.ReLU(inplace=True), nn.Linear(e, 2 * r))
+        self.att_a = nn.Linear(d, r, bias=False)
+        self.att_b = nn.Linear(r, 3 * d, bias=False)
+        self.mlp_a = nn.Linear(d, r, bias=False)
+        self.mlp_b = nn.Linear(r, d, bias=False)
+        nn.init.zeros_(self.att_b.weight)
+        nn.init.zeros_(self.mlp_b.weight)
+
+    def forward(self, block: nn.Module, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        s_att, s_mlp = (1 + s[:, None, :self.r]), (1 + s[:, None, self.r:])  # [B, 1, r] each
+        h = block.ln_1(x)
+        x = x + block.ls_1(_attention(block, h, qkv_delta=self.att_b(self.att_a(h) * s_att)))
+        h = block.ln_2(x)
+        return x + block.ls_2(block.mlp(h) + self.mlp_b(self.mlp_a(h) * s_mlp))
+
+
+class _DirectScaler(nn.Module):
+    """One layer's direct text-guided scaling: t_c -> scales of the Q/K/V and MLP hidden channels."""
+
+    def __init__(self, e: int, d: int, hidden: int):
+        super().__init__()
+        self.d = d
+        self.mlp = nn.Sequential(nn.Linear(e, e), nn.ReLU(inplace=True), nn.Linear(e, 3 * d + hidden))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, block: nn.Module, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        s_qkv, s_hid = (1 + s[:, None, :3 * self.d]), (1 + s[:, None, 3 * self.d:])
+        x = x + block.ls_1(_attention(block, block.ln_1(x), qkv_scale=s_qkv))
+        return x + block.ls_2(_mlp(block, block.ln_2(x), hidden_scale=s_hid))
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class DPCLIP(SBIRMethod):
+    """DP-CLIP (see the module docstring). Settings ``zs`` and ``fg`` (``gzs`` trains as ``zs``)."""
+
+    name = "dp-clip"
+    Config = DPCLIPConfig
+    uses_text = False
+    settings: ClassVar[tuple[str, ...]] = ("zs", "fg")
+
+    # ------------------------------------------------------------------------------ construction
+    def build(self):
+        cfg = self.cfg
+        if cfg.text_scaling not in ("side", "direct", "none"):
+            raise ValueError(f"text_scaling must be 'side', 'direct' or 'none', got {cfg.text_scaling!r}")
+        if cfg.route != "zero-shot":
+            raise ValueError(f"route must be 'zero-shot', got {cfg.route!r}")
+        curriculum_weight(0.0, cfg.negatives)  # validates the name
+        if cfg.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {cfg.rank}")
+        v = self.clip.visual
+        blocks = v.transformer.resblocks
+        L, D, E, K = len(blocks), self.width, self.visual.output_dim, cfg.n_prompts
+        if cfg.visual_prompts:
+            self.base_prompts = nn.Parameter(0.02 * torch.randn(L, K, D))  # [L, K, D]
+            self.prompt_proj = nn.Linear(D, D)
+            nn.init.zeros_(self.prompt_proj.bias)
+            self.prompt_drop = nn.Dropout(cfg.prompt_dropout)
+            self.generator = copy.deepcopy(blocks[0])
+            self.generator.requires_grad_(True)
+            with torch.no_grad():  # residual branches start at 0: prompts start as the projected base prompts
+                for lin in (self.generator.attn.out_proj, self.generator.mlp.c_proj):
+                    lin.weight.zero_()
+                    lin.bias.zero_()
+        if cfg.text_scaling != "none":
+            if self.text is None:
+                raise NotImplementedError("DP-CLIP's textual module needs a CLIP text tower")
+            for blk in blocks:
+                _check_block(blk)
+            if cfg.text_scaling == "side":
+                self.scalers = nn.ModuleList([_SideScaler(E, D, cfg.rank) for _ in range(L)])
+            else:
+                hidden = blocks[0].mlp.c_fc.out_features
+                self.scalers = nn.ModuleList([_DirectScaler(E, D, hidden) for _ in range(L)])
+        if cfg.patch_matching:
+            self.local_block = copy.deepcopy(blocks[-1])
+            self.local_block.requires_grad_(False)
+            for mod in self.local_block.modules():
+                if isinstance(mod, nn.LayerNorm):
+                    mod.requires_grad_(True)
+            self.local_ln_post = nn.ModuleList([copy.deepcopy(v.ln_post) for _ in range(4)])
+            self.local_ln_post.requires_grad_(True)
+            proj = v.proj.detach() if v.proj is not None else torch.eye(D)
+            self.local_proj = nn.ParameterList([nn.Parameter(proj.clone()) for _ in range(4)])
+        # the original LayerNorms (routing uses the pristine CLIP even after LayerNorm tuning)
+        self._ln_orig = {n: p.detach().clone() for n, p in layernorm_parameters(v)}
+        if cfg.tune_ln:
+            for _, p in layernorm_parameters(v):
+                p.requires_grad_(True)
+        use_text = cfg.text_scaling != "none" and bool(self.classnames)
+        self.register_buffer("train_text", self.category_text(self.classnames) if use_text else torch.zeros(0),
+                             persistent=False)  # t_c of the training classes [C, E]
+        self._vocab: list[str] = []
+        self._vocab_text: torch.Tensor | None = None
+        self._support: dict[str, torch.Tensor] = {}
+        self._cache: tuple | None = None
+
+    @property
+    def needs_category(self) -> bool:
+        """Whether embeddings depend on the image's category (either prompting module on)."""
+        return self.cfg.visual_prompts or self.cfg.text_scaling != "none"
+
+    @property
+    def batch_classes(self) -> int | None:
+        """Classes per training batch this method needs: one in FG (the paper's sampler), else the run's."""
+        return 1 if self.setting == "fg" else None
+
+    @torch.no_grad()
+    def category_text(self, classnames: Sequence[str]) -> torch.Tensor:
+        """``t_c`` ``[C, E]``: the normalised mean of the frozen text embeddings over :data:`TEMPLATES`."""
+        feats = torch.stack([self.frozen_text_features(classnames, t) for t in TEMPLATES])  # [T, C, E]
+        return F.normalize(feats.mean(0), dim=-1)
+
+    # ------------------------------------------------------------------------------ category parameters
+    def category_params(self, text: torch.Tensor, support: torch.Tensor | None):
+        """Prompts ``[U, L, K, D]`` and scales ``[U, L, S]`` of ``U`` categories (each ``None`` when off).
+
+        Args:
+            text: ``[U, E]`` category texts ``t_c``.
+            support: ``[U, 3, 3, H, W]`` support images (1 sketch + 2 photos) per category.
+        """
+        prompts = scales = None
+        if self.cfg.visual_prompts:
+            if support is None:
+                raise ValueError("DP-CLIP's visual prompts need a support set (1 sketch + 2 photos) per category")
+            U = support.shape[0]
+            L, K, D = self.base_prompts.shape
+            with torch.no_grad():
+                tok = self.visual.embed(support.flatten(0, 1))  # [U*3, 1+N, D] frozen patch embedding
+            tok = tok.reshape(U, 1, -1, D).expand(U, L, -1, D)  # [U, L, 3(1+N), D]
+            base = self.prompt_drop(self.prompt_proj(self.base_prompts))  # [L, K, D]
+            seq = torch.cat([tok, base.unsqueeze(0).expand(U, -1, -1, -1)], dim=2).flatten(0, 1)  # [U*L, T, D]
+            prompts = self.generator(seq)[:, -K:].reshape(U, L, K, D)
+        if self.cfg.text_scaling != "none":
+            scales = torch.stack([sc.mlp(text) for sc in self.scalers], dim=1)  # [U, L, S]
+        return prompts, scales
+
+    def _vision(self, images: torch.Tensor, prompts, scales, local: bool):
+        """Global ``[B, E]`` and local ``[B, 4, E]`` (or ``None``) embeddings, unnormalised."""
+        v = self.clip.visual
+        blocks = v.transformer.resblocks
+        x = self.visual.embed(images)  # [B, 1+N, D]
+        B, n_img = x.shape[:2]
+        if prompts is not None:
+            x = torch.cat([x, prompts[:, 0].to(x.dtype)], dim=1)  # layer-0 prompts go through ln_pre
+        x = v.ln_pre(x)
+        pen = None
+        for layer, blk in enumerate(blocks):
+            if prompts is not None and layer > 0:
+                x = torch.cat([x[:, :n_img], prompts[:, layer].to(x.dtype)], dim=1)  # [B, 1+N+K, D]
+            if layer == len(blocks) - 1:
+                pen = x[:, :n_img]  # tokens entering the last block (CLS + patches)
+            x = blk(x) if scales is None else self.scalers[layer](blk, x, scales[:, layer].to(x.dtype))
+        pooled, _ = v._pool(x[:, :n_img])
+        g = pooled @ v.proj if v.proj is not None else pooled
+        if not local:
+            return g, None
+        grid = (images.shape[-2] // v.patch_size[0], images.shape[-1] // v.patch_size[1])
+        if n_img != 1 + grid[0] * grid[1]:
+            raise ValueError("patch_dropout removed patches: the tokens no longer form a grid")
+        return g, self._local(pen, grid)
+
+    def _local(self, pen: torch.Tensor, grid) -> torch.Tensor:
+        """Patch-level matching: four corner windows through the last-block copy -> ``[B, 4, E]``."""
+        B, _, D = pen.shape
+        cls, patches = pen[:, :1], pen[:, 1:].reshape(B, grid[0], grid[1], D)  # [B, gh, gw, D]
+        boxes = window_boxes(grid, self.cfg.window)
+        seq = torch.cat([torch.cat([cls, patches[:, r:r + h, c:c + w].reshape(B, h * w, D)], dim=1)
+                         for r, c, h, w in boxes])  # [4B, 1+h*w, D]
+        out = self.local_block(seq)[:, 0].reshape(4, B, D)
+        return torch.stack([self.local_ln_post[i](out[i]) @ self.local_proj[i] for i in range(4)], dim=1)
+
+    def fuse(self, g: torch.Tensor, local: torch.Tensor | None, weight: float | None = None) -> torch.Tensor:
+        """``[g ; sqrt(w) l_1 ; ... ; sqrt(w) l_4]`` of normalised parts: dot products = the fused similarity."""
+        g = F.normalize(g, dim=-1)
+        if local is None:
+            return g
+        w = self.cfg.local_weight_test if weight is None else weight
+        return torch.cat([g, math.sqrt(w) * F.normalize(local, dim=-1).flatten(1)], dim=-1)
+
+    # ------------------------------------------------------------------------------ evaluation vocabulary
+    def set_categories(self, classnames: Sequence[str], support: dict[str, torch.Tensor] | None = None) -> None:
+        """The categories test images are routed to, with their support sets ``{name: [3, 3, H, W]}``."""
+        names = list(classnames)
+        if not names:
+            raise ValueError("set_categories needs at least one category")
+        if self.cfg.visual_prompts:
+            missing = [c for c in names if support is None or c not in support]
+            if missing:
+                raise ValueError(f"no support images for categories {missing[:5]}")
+        dev = next(self.parameters()).device
+        self._vocab = names
+        self._vocab_text = self.category_text(names).to(dev) if self.text is not None else None
+        self._support = {c: support[c].detach().cpu() for c in names} if support else {}
+        self._cache = None
+
+    def prepare_eval(self, queries, gallery, loader) -> None:
+        """Build the test vocabulary from the evaluated items (see the module docstring).
+
+        Categories = the labels of ``queries`` and ``gallery``; the support set of each = its first
+        sketch (queries) and first two photos (gallery), gaps filled with the category's other items.
+        """
+        if not self.needs_category:
+            return
+        names = sorted({i.label for i in queries} | {i.label for i in gallery})
+        support = None
+        if self.cfg.visual_prompts:
+            support = {}
+            for c in names:
+                sk = [i for i in queries if i.label == c]
+                ph = [i for i in gallery if i.label == c]
+                items, fill = sk[:1] + ph[:2], sk[1:3] + ph[2:3]
+                while len(items) < 3:
+                    items.append(fill.pop(0) if fill else items[-1])
+                support[c] = loader.batch(items)  # [3, 3, H, W]
+        self.set_categories(names, support)
+
+    def _param_version(self) -> int:
+        return sum(p._version for p in self.parameters() if p.requires_grad)
+
+    def _eval_params(self):
+        """Cached prompts / scales of the evaluation vocabulary (rebuilt whenever a parameter changed)."""
+        if not self._vocab:
+            raise RuntimeError("dp-clip: no categories to encode test images with; call "
+                               "method.prepare_eval(queries, gallery, loader) or method.set_categories(...)")
+        version = (self._param_version(), self.training)
+        if self._cache is None or self._cache[0] != version:
+            dev = next(self.parameters()).device
+            support = torch.stack([self._support[c] for c in self._vocab]).to(dev) if self.cfg.visual_prompts else None
+            with torch.no_grad():
+                prompts, scales = self.category_params(self._vocab_text, support)
+            self._cache = (version, prompts, scales)
+        return self._cache[1], self._cache[2]
+
+    @torch.no_grad()
+    def route(self, images: torch.Tensor) -> torch.Tensor:
+        """Category index (into the vocabulary) of each image: the original CLIP's zero-shot class."""
+        if self._vocab_text is None:
+            raise RuntimeError("dp-clip: routing needs the vocabulary's text (call prepare_eval / set_categories)")
+        from torch.func import functional_call
+
+        orig = {k: v.to(images.device) for k, v in self._ln_orig.items()}
+        feats = functional_call(self.clip.visual, orig, (images,), strict=False)
+        return (F.normalize(feats.float(), dim=-1) @ self._vocab_text.float().T).argmax(dim=1)
+
+    def _resolve(self, images: torch.Tensor, labels) -> torch.Tensor:
+        if labels is None:
+            return self.route(images)
+        if isinstance(labels, torch.Tensor):
+            return labels.to(images.device).long()
+        pos = {c: i for i, c in enumerate(self._vocab)}
+        unknown = sorted({c for c in labels if c not in pos})
+        if unknown:
+            raise KeyError(f"labels {unknown[:5]} are not in the prepared categories")
+        return torch.tensor([pos[c] for c in labels], device=images.device)
+
+    # ------------------------------------------------------------------------------ SBIRMethod API
+    def encode(self, images, modality, labels=None):
+        prompts = scales = None
+        if self.needs_category:
+            idx = self._resolve(images, labels)
+            p, s = self._eval_params()
+            prompts = p[idx] if p is not None else None
+            scales = s[idx] if s is not None else None
+        g, local = self._vision(images, prompts, scales, self.cfg.patch_matching)
+        return self.fuse(g, local)
+
+    def encode_sketch(self, images, labels=None):
+        """Normalised sketch embeddings; ``labels`` (category names or vocabulary indices) skip the routing."""
+        return F.normalize(self.encode(images, "sketch", labels), dim=-1)
+
+    def encode_photo(self, images, labels=None):
+        """Normalised photo embeddings; ``labels`` (category names or vocabulary indices) skip the routing."""
+        return F.normalize(self.encode(images, "photo", labels), dim=-1)
+
+    def train(self, mode: bool = True):
+        self._cache = None
+        return super().train(mode)
+
+    def _layernorm_ids(self) -> set[int]:
+        return {id(p) for _, p in layernorm_parameters(self.clip.visual)}
+
+    def param_groups(self):
+        ln = self._layernorm_ids()
+        new = [p for _, p in self.trainable_named_parameters() if id(p) not in ln]
+        groups = [{"params": new, "lr": self.cfg.lr, "name": "new"}]
+        if self.cfg.tune_ln:
+            groups.append({"params": [p for _, p in layernorm_parameters(self.clip.visual)],
+                           "lr": self.cfg.lr_ln, "name": "layernorm"})
+        return groups
+
+    def _batch_support(self, batch: dict, cats: torch.Tensor) -> torch.Tensor:
+        """``[U, 3, 3, H, W]``: per category of the batch its first sketch and first two positive photos."""
+        y = batch["label"]
+        out = []
+        for c in cats.tolist():
+            rows = (y == c).nonzero().flatten().tolist()
+            out.append(torch.stack([batch["sketch"][rows[0]], batch["photo"][rows[0]],
+                                    batch["photo"][rows[1] if len(rows) > 1 else rows[0]]]))
+        return torch.stack(out)
+
+    def _terms(self, s, p, n) -> torch.Tensor:
+        """Per-triplet ``global + local_weight_train * sum local`` triplet losses ``[B]``."""
+        (sg, sl), (pg, pl), (ng, nl) = s, p, n
+        m = self.cfg.margin
+        t = triplet_loss(sg, pg, ng, m, reduction="none")
+        if sl is not None:
+            t = t + self.cfg.local_weight_train * sum(
+                triplet_loss(sl[:, i], pl[:, i], nl[:, i], m, reduction="none") for i in range(sl.shape[1]))
+        return t
+
+    def loss(self, batch):
+        y = batch["label"]
+        prompts = scales = None
+        if self.needs_category:
+            cats, inv = y.unique(return_inverse=True)
+            support = self._batch_support(batch, cats) if self.cfg.visual_prompts else None
+            text = self.train_text[cats] if self.cfg.text_scaling != "none" else None
+            p_c, s_c = self.category_params(text, support)
+            prompts = p_c[inv] if p_c is not None else None
+            scales = s_c[inv] if s_c is not None else None
+        local = self.cfg.patch_matching
+        s = self._vision(batch["sketch"], prompts, scales, local)
+        p = self._vision(batch["photo"], prompts, scales, local)
+        # in-batch candidates: the positives, at the training distance (global + 0.1 sum local)
+        with torch.no_grad():
+            dist = pairwise_cosine_distance(s[0].float(), p[0].float())
+            if local:
+                dist = dist + self.cfg.local_weight_train * sum(
+                    pairwise_cosine_distance(s[1][:, i].float(), p[1][:, i].float()) for i in range(4))
+        progress = float(batch["progress"]) if "progress" in batch else 0.0
+        w = curriculum_weight(progress, self.cfg.negatives, self.cfg.curriculum_stages, self.cfg.curriculum_step)
+        rand, hard, has = select_negatives(dist, y, batch.get("photo_index"), self.setting)
+        if not bool(has.all()):
+            if self.setting != "fg":
+                raise ValueError("dp-clip (zs): a batch with a single class has no in-batch negatives; "
+                                 "use classes_per_batch >= 2")
+            # FG anchors without another instance in the batch: the sampled negative (same category)
+            miss = (~has).nonzero().flatten()
+            pm = prompts[miss] if prompts is not None else None
+            sm = scales[miss] if scales is not None else None
+            extra = self._vision(batch["photo_neg"][miss], pm, sm, local)
+            base = len(y)
+            p = (torch.cat([p[0], extra[0]]), torch.cat([p[1], extra[1]]) if local else None)
+            rand, hard = rand.clone(), hard.clone()
+            rand[miss] = hard[miss] = base + torch.arange(len(miss), device=rand.device)
+        pos = (p[0][:len(y)], p[1][:len(y)] if local else None)
+
+        def pick(idx):
+            return p[0][idx], (p[1][idx] if local else None)
+
+        logs = {"hard_weight": w}
+        total = 0.0
+        if w < 1.0:
+            l_rand = self._terms(s, pos, pick(rand)).mean()
+            logs["triplet_random"] = l_rand.item()
+            total = total + (1.0 - w) * l_rand
+        if w > 0.0:
+            l_hard = self._terms(s, pos, pick(hard)).mean()
+            logs["triplet_hard"] = l_hard.item()
+            total = total + w * l_hard
+        logs["triplet"] = logs["loss"] = float(total.item())
+        return total, logs

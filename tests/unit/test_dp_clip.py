@@ -1,0 +1,455 @@
+"""DP-CLIP: what trains, frozen weights bit-identical, the three modules, the curriculum, test-time routing.
+
+Built on random-weight ``sbirlab-nano`` CLIPs (32 px, 4 x 4 patch grid); the real ``ViT-B-32``
+architecture (random weights, 7 x 7 grid) checks shapes and counts. A short ``ci``-preset training
+run (3 steps) on the generated ``ci`` world is the smoke test.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import math
+import re
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sbirlab  # noqa: F401  (registers the tiny configs)
+from sbirlab.experiment import RunConfig, load_data, load_run, run_experiment
+from sbirlab.models.methods.clip_at import layernorm_parameters
+from sbirlab.models.methods.dp_clip import TEMPLATES, curriculum_weight, select_negatives, window_boxes
+from sbirlab.models.registry import build_method
+
+CLASSES = ["cat", "dog", "hot_air_balloon", "tree"]
+LN = r"clip\.visual\.(ln_pre|ln_post|transformer\.resblocks\.\d+\.ln_[12])\.(weight|bias)"
+NEW = [r"base_prompts", r"prompt_proj\.(weight|bias)", r"generator\..+", r"scalers\.\d+\..+",
+       r"local_block\.ln_[12]\.(weight|bias)", r"local_ln_post\.\d\.(weight|bias)", r"local_proj\.\d"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return open_clip.get_tokenizer("sbirlab-nano")
+
+
+def nano_clip(seed=0):
+    torch.manual_seed(seed)
+    return open_clip.create_model("sbirlab-nano", pretrained=None)
+
+
+def make(setting="zs", tokenizer=None, clip=None, seed=1, **cfg):
+    clip = clip if clip is not None else nano_clip()
+    torch.manual_seed(seed)
+    return build_method("dp-clip", clip, setting, classnames=CLASSES, tokenizer=tokenizer, **cfg)
+
+
+def images(n=4, size=32, seed=0):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def zs_batch(n_per_class=2, n_classes=2, size=32, progress=None):
+    n = n_per_class * n_classes
+    labels = torch.arange(n_classes).repeat_interleave(n_per_class)
+    b = {"sketch": images(n, size, 1), "photo": images(n, size, 2), "photo_neg": images(n, size, 3),
+         "label": labels, "label_neg": (labels + 1) % len(CLASSES), "index": torch.arange(n),
+         "photo_index": torch.arange(n), "photo_neg_index": torch.arange(n) + 100}
+    if progress is not None:
+        b["progress"] = torch.tensor(progress)
+    return b
+
+
+def fg_batch(n=4, size=32):
+    b = zs_batch(n, 1, size)
+    b["photo_index"] = torch.tensor([0, 1, 1, 2][:n])  # anchors 1 and 2 share their photo
+    return b
+
+
+def names(m):
+    return [n for n, _ in m.trainable_named_parameters()]
+
+
+# ---------------------------------------------------------------------------------------------
+# what trains
+
+
+@pytest.mark.parametrize("setting", ["zs", "fg"])
+def test_trainable_parameters_by_name(setting, tokenizer):
+    m = make(setting, tokenizer)
+    got = names(m)
+    stray = [n for n in got if not any(re.fullmatch(p, n) for p in NEW + [LN])]
+    assert not stray, stray
+    for p in NEW + [LN]:
+        assert any(re.fullmatch(p, n) for n in got), p
+    lns = {f"clip.visual.{n}" for n, _ in layernorm_parameters(m.clip.visual)}
+    assert {n for n in got if n.startswith("clip.")} == lns  # of CLIP itself: exactly its LayerNorms
+    # the patch-matching block copy trains its LayerNorms only, its attention / MLP stay CLIP's
+    assert not any(n.startswith("local_block.") and ".ln_" not in n for n in got)
+    assert torch.equal(m.local_block.attn.in_proj_weight, m.clip.visual.transformer.resblocks[-1].attn.in_proj_weight)
+    groups = {g["name"]: g for g in m.param_groups()}
+    assert set(groups) == {"new", "layernorm"} and groups["layernorm"]["lr"] == m.cfg.lr_ln
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(got)
+
+
+def test_ablation_switches_remove_their_modules(tokenizer):
+    assert not any(n.startswith("scalers.") for n in names(make(tokenizer=tokenizer, text_scaling="none")))
+    assert not any(n.startswith("local_") for n in names(make(tokenizer=tokenizer, patch_matching=False)))
+    plain = names(make(tokenizer=tokenizer, visual_prompts=False))
+    assert not any(n.startswith(("base_prompts", "generator", "prompt_proj")) for n in plain)
+    assert set(names(make(tokenizer=tokenizer, tune_ln=False))).isdisjoint(
+        {f"clip.visual.{n}" for n, _ in layernorm_parameters(nano_clip().visual)})
+
+
+def test_counts_follow_the_backbone_nano(tokenizer):
+    m = make("zs", tokenizer, rank=4)
+    v = m.clip.visual
+    D, E, L, K, r = 64, 64, 2, 3, 4
+    H = v.transformer.resblocks[0].mlp.c_fc.out_features
+    block = sum(p.numel() for p in v.transformer.resblocks[0].parameters())
+    ln_block = 4 * D
+    expected = (L * K * D + D * D + D + block  # base prompts, projection, generator block
+                + L * (E * E + E + E * 2 * r + 2 * r + D * r + r * 3 * D + D * r + r * D)  # side-way scalers
+                + ln_block + 4 * 2 * D + 4 * D * E  # local block LNs, ln_post and proj copies
+                + 2 * D * (2 * L + 2))  # CLIP's LayerNorms
+    assert sum(p.numel() for _, p in m.trainable_named_parameters()) == expected
+    direct = make("zs", tokenizer, text_scaling="direct")
+    n_direct = sum(p.numel() for n, p in direct.trainable_named_parameters() if n.startswith("scalers."))
+    assert n_direct == L * (E * E + E + E * (3 * D + H) + 3 * D + H)
+    assert H == 4 * D
+
+
+# ---------------------------------------------------------------------------------------------
+# one training step: frozen tensors bit-identical
+
+
+@pytest.mark.parametrize("setting,text_scaling", [("zs", "side"), ("fg", "side"), ("zs", "direct")])
+def test_training_changes_only_trainable_tensors(setting, text_scaling, tokenizer):
+    m = make(setting, tokenizer, text_scaling=text_scaling)
+    train = {n for n in names(m)}
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    buffers = {n: b.detach().clone() for n, b in m.named_buffers()}
+    opt = torch.optim.AdamW(m.param_groups(), weight_decay=0.0)
+    m.train()
+    batch = zs_batch(progress=0.5) if setting == "zs" else fg_batch()
+    # zero-initialised branches (LoRA B, generator output projections) pass gradient on from step 2
+    for _ in range(3):
+        loss, logs = m(batch)
+        assert loss.requires_grad and math.isfinite(loss.item()) and loss.item() > 0
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for n, p in m.named_parameters():
+        if n in train:
+            assert not torch.equal(before[n], p), f"trainable {n} did not change"
+        else:
+            assert torch.equal(before[n], p), f"frozen {n} changed"
+            assert p.grad is None, f"frozen {n} received a gradient"
+    for n, b in m.named_buffers():
+        assert torch.equal(buffers[n], b), n
+
+
+def test_train_mode_keeps_the_backbone_in_eval(tokenizer):
+    m = make(tokenizer=tokenizer).train()
+    assert not m.clip.training and m.generator.training and m.prompt_drop.training
+
+
+# ---------------------------------------------------------------------------------------------
+# modules
+
+
+def test_window_boxes_derive_from_the_grid():
+    assert window_boxes((7, 7)) == [(0, 0, 5, 5), (0, 2, 5, 5), (2, 0, 5, 5), (2, 2, 5, 5)]  # ViT-B/32
+    assert window_boxes((8, 8))[3] == (2, 2, 6, 6)  # the tiny CLIP at 64 px
+    assert window_boxes((4, 4))[1] == (0, 1, 3, 3)  # nano
+    assert window_boxes((14, 14))[0] == (0, 0, 10, 10)  # ViT-B/16
+    assert window_boxes((4, 7)) == [(0, 0, 3, 5), (0, 2, 3, 5), (1, 0, 3, 5), (1, 2, 3, 5)]
+    assert window_boxes((8, 8), window=4)[3] == (4, 4, 4, 4)
+    with pytest.raises(ValueError, match="does not fit"):
+        window_boxes((4, 4), window=5)
+
+
+def test_encoder_without_modules_is_clip_and_deep_prompts_match_the_prompted_encoder(tokenizer):
+    m = make(tokenizer=tokenizer).eval()
+    x = images(3)
+    with torch.no_grad():
+        g, local = m._vision(x, None, None, local=False)
+        assert local is None
+        assert torch.allclose(g, m.clip.encode_image(x), atol=1e-5)
+        P = 0.1 * torch.randn(3, 2, 3, m.width)  # per-sample prompts [B, L, K, D]
+        g, _ = m._vision(x, P, None, local=False)
+        ref = m.visual(x, prompts=P[:, 0], deep_prompts=[None, P[:, 1]])
+        assert torch.allclose(g, ref, atol=1e-5)
+        # side-way scaling with its B matrices at zero is the identity; the direct form likewise
+        S = torch.randn(3, 2, 2 * m.cfg.rank)
+        assert torch.allclose(m._vision(x, P, S, local=False)[0], ref, atol=1e-5)
+        d = make(tokenizer=tokenizer, text_scaling="direct").eval()
+        assert torch.allclose(d._vision(x, P, torch.zeros(3, 2, 3 * 64 + 256), local=False)[0], ref, atol=1e-5)
+
+
+def test_text_scaling_makes_embeddings_category_specific(tokenizer):
+    m = make(tokenizer=tokenizer, visual_prompts=False, patch_matching=False).eval()
+    m.set_categories(CLASSES)
+    x = images(2)
+    with torch.no_grad():
+        a, b = m.encode_sketch(x, labels=["cat", "cat"]), m.encode_sketch(x, labels=["dog", "dog"])
+        assert torch.allclose(a, b, atol=1e-6)  # B = 0: no effect yet
+        for sc in m.scalers:
+            sc.att_b.weight.normal_(0, 0.1)
+            sc.mlp_b.weight.normal_(0, 0.1)
+        a, b = m.encode_sketch(x, labels=["cat", "cat"]), m.encode_sketch(x, labels=["dog", "dog"])
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_local_embeddings_are_the_windows_through_the_block_copy(tokenizer):
+    m = make(tokenizer=tokenizer).eval()
+    pen = torch.randn(2, 1 + 16, m.width)  # CLS + 4 x 4 patches entering the last block
+    with torch.no_grad():
+        out = m._local(pen, (4, 4))
+        grid = pen[:, 1:].reshape(2, 4, 4, -1)
+        win = grid[:, 1:4, 1:4].reshape(2, 9, -1)  # bottom-right 3 x 3
+        ref = m.local_block(torch.cat([pen[:, :1], win], 1))[:, 0]
+        ref = m.local_ln_post[3](ref) @ m.local_proj[3]
+    assert out.shape == (2, 4, m.visual.output_dim)
+    assert torch.allclose(out[:, 3], ref, atol=1e-5)
+
+
+def test_fused_embedding_ranks_by_the_fused_distance(tokenizer):
+    m = make(tokenizer=tokenizer)
+    g1, g2 = torch.randn(3, 64), torch.randn(5, 64)
+    l1, l2 = torch.randn(3, 4, 64), torch.randn(5, 4, 64)
+    e1, e2 = F.normalize(m.fuse(g1, l1), dim=-1), F.normalize(m.fuse(g2, l2), dim=-1)
+    d = 1 - F.normalize(g1, dim=-1) @ F.normalize(g2, dim=-1).T
+    for i in range(4):
+        d = d + 0.2 * (1 - F.normalize(l1[:, i], dim=-1) @ F.normalize(l2[:, i], dim=-1).T)
+    # sim = (5 * (1 + 4 * 0.2) / 5 - d) / (1 + 4 * 0.2): an affine, decreasing map of the fused distance
+    assert torch.allclose(e1 @ e2.T, (1.8 - d) / 1.8, atol=1e-5)
+
+
+def test_category_prompts_come_from_the_support_set(tokenizer):
+    m = make(tokenizer=tokenizer).eval()
+    text = m.category_text(["cat", "dog"])
+    assert text.shape == (2, 64) and torch.allclose(text.norm(dim=-1), torch.ones(2), atol=1e-5)
+    support = torch.stack([images(3, seed=5), images(3, seed=6)])  # [U, 3, 3, H, W]
+    with torch.no_grad():
+        p0, s0 = m.category_params(text, support)
+        assert p0.shape == (2, 2, 3, 64) and s0.shape == (2, 2, 2 * m.cfg.rank)
+        # at initialisation the generator is the identity: the prompts are the projected base prompts
+        assert torch.allclose(p0[0], m.prompt_proj(m.base_prompts), atol=1e-5)
+        m.generator.attn.out_proj.weight.normal_(0, 0.1)
+        p1, _ = m.category_params(text, support)
+    assert not torch.allclose(p1[0], p1[1], atol=1e-4)  # different support sets -> different prompts
+    assert len(TEMPLATES) >= 20
+
+
+# ---------------------------------------------------------------------------------------------
+# negatives and the curriculum
+
+
+def test_curriculum_weight_schedule():
+    assert [curriculum_weight(p, "curriculum") for p in (0, 0.1, 1 / 6 + 1e-6, 0.34, 0.5, 0.67, 0.99, 1.0)] == \
+        [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    # the paper's w = 0.25 floor(epoch / 10) over 60 epochs (capped at 1)
+    assert all(curriculum_weight(e / 60, "curriculum") == min(1.0, 0.25 * (e // 10)) for e in range(60))
+    assert curriculum_weight(0.9, "random") == 0.0 and curriculum_weight(0.0, "batch-hard") == 1.0
+    with pytest.raises(ValueError, match="negatives"):
+        curriculum_weight(0.1, "semi-hard")
+
+
+def test_select_negatives_zs_and_fg():
+    y = torch.tensor([0, 0, 1, 1])
+    dist = torch.tensor([[0.0, 0.1, 0.5, 0.3], [0.2, 0.0, 0.4, 0.9], [0.3, 0.6, 0.0, 0.1], [0.7, 0.2, 0.2, 0.0]])
+    g = torch.Generator().manual_seed(0)
+    rand, hard, has = select_negatives(dist, y, None, "zs", g)
+    assert hard.tolist() == [3, 2, 0, 1] and has.all()
+    assert all(y[r] != y[i] for i, r in enumerate(rand.tolist()))
+    inst = torch.tensor([7, 7, 8, 9])  # anchors 0 and 1 share a photo: no valid FG negative for either
+    rand, hard, has = select_negatives(dist, torch.zeros(4, dtype=torch.long), inst, "fg", g)
+    assert has.tolist() == [True, True, True, True]
+    rand, hard, has = select_negatives(dist, y, inst, "fg", g)
+    assert has.tolist() == [False, False, True, True] and hard[2:].tolist() == [3, 2]
+
+
+def test_loss_mixes_random_and_hard_by_progress(tokenizer):
+    m = make(tokenizer=tokenizer, prompt_dropout=0.0).train()
+    for progress, w in ((0.0, 0.0), (0.5, 0.75), (0.9, 1.0)):
+        torch.manual_seed(0)
+        loss, logs = m(zs_batch(progress=progress))
+        assert logs["hard_weight"] == w
+        parts = (1 - w) * logs.get("triplet_random", 0.0) + w * logs.get("triplet_hard", 0.0)
+        assert loss.item() == pytest.approx(parts, rel=1e-5)
+        assert ("triplet_random" in logs) == (w < 1) and ("triplet_hard" in logs) == (w > 0)
+    hard = make(tokenizer=tokenizer, negatives="batch-hard")
+    assert hard(zs_batch(progress=0.0))[1]["hard_weight"] == 1.0
+    with pytest.raises(ValueError, match="single class"):
+        m(zs_batch(4, 1))
+
+
+def test_fg_uses_one_category_batches_and_falls_back_to_the_sampled_negative(tokenizer):
+    fg, zs = make("fg", tokenizer), make("zs", tokenizer)
+    assert fg.batch_classes == 1 and zs.batch_classes is None
+    b = fg_batch()
+    b["photo_index"] = torch.tensor([5, 5, 5, 5])  # one instance: no in-batch negative at all
+    loss, logs = fg.train()(b)
+    assert math.isfinite(loss.item())
+
+
+# ---------------------------------------------------------------------------------------------
+# test time: vocabulary, routing, cache
+
+
+def _items(labels, modality):
+    from sbirlab.data.base import Item
+    return [Item(path=f"{modality}/{c}_{i}.png", label=c, modality=modality, instance=f"{c}_{i}")
+            for i, c in enumerate(labels)]
+
+
+class _Loader:
+    """Stands in for ImageLoader: a deterministic image per item path."""
+
+    def batch(self, items):
+        return torch.stack([images(1, seed=abs(hash(it.path)) % 1000)[0] for it in items])
+
+
+def test_prepare_eval_builds_support_sets_with_gap_filling(tokenizer, monkeypatch):
+    m = make(tokenizer=tokenizer).eval()
+    queries = _items(["cat", "cat", "dog"], "sketch")
+    gallery = _items(["cat", "cat", "cat", "tree"], "photo")
+    seen = {}
+    loader = _Loader()
+    real = loader.batch
+    loader.batch = lambda items: seen.setdefault(items[0].label, [i.path for i in items]) and real(items)
+    m.prepare_eval(queries, gallery, loader)
+    assert m._vocab == ["cat", "dog", "tree"]
+    assert seen["cat"] == ["sketch/cat_0.png", "photo/cat_0.png", "photo/cat_1.png"]  # 1 sketch + 2 photos
+    assert seen["dog"] == ["sketch/dog_2.png"] * 3  # no photo: the one item repeated
+    assert seen["tree"] == ["photo/tree_3.png"] * 3
+    with torch.no_grad():
+        f = m.encode_photo(images(2))
+    assert f.shape == (2, 5 * 64)
+
+
+def test_routing_uses_the_original_clip_and_labels_skip_it(tokenizer, monkeypatch):
+    m = make(tokenizer=tokenizer).eval()
+    m.set_categories(CLASSES, {c: images(3, seed=i) for i, c in enumerate(CLASSES)})
+    x = images(6, seed=9)
+    with torch.no_grad():
+        expect = (F.normalize(m.clip.encode_image(x), dim=-1) @ m._vocab_text.T).argmax(1)
+        assert torch.equal(m.route(x), expect)
+        for _, p in layernorm_parameters(m.clip.visual):  # LayerNorm tuning does not move the routing
+            p.add_(torch.randn_like(p))
+        assert torch.equal(m.route(x), expect)
+        monkeypatch.setattr(m, "route", lambda x: (_ for _ in ()).throw(AssertionError("routed")))
+        by_name = m.encode_sketch(x[:2], labels=["dog", "tree"])
+        by_index = m.encode_sketch(x[:2], labels=torch.tensor([1, 3]))
+    assert torch.equal(by_name, by_index)
+    with pytest.raises(KeyError, match="prepared"):
+        m.encode_sketch(x[:1], labels=["zebra"])
+
+
+def test_category_cache_is_rebuilt_after_a_parameter_changes(tokenizer):
+    m = make(tokenizer=tokenizer).eval()
+    m.set_categories(CLASSES, {c: images(3, seed=i) for i, c in enumerate(CLASSES)})
+    x = images(2)
+    with torch.no_grad():
+        a = m.encode_sketch(x, labels=["cat", "cat"])
+        cache = m._cache
+        assert torch.equal(m.encode_sketch(x, labels=["cat", "cat"]), a) and m._cache is cache
+        m.base_prompts.add_(0.5)
+        b = m.encode_sketch(x, labels=["cat", "cat"])
+    assert m._cache is not cache and not torch.allclose(a, b)
+
+
+def test_missing_vocabulary_and_bad_options_raise(tokenizer):
+    m = make(tokenizer=tokenizer).eval()
+    with pytest.raises(RuntimeError, match="prepare_eval"):
+        m.encode_sketch(images(1))
+    with pytest.raises(ValueError, match="support"):
+        m.set_categories(["cat"])
+    with pytest.raises(ValueError, match="text_scaling"):
+        make(tokenizer=tokenizer, text_scaling="sideways")
+    with pytest.raises(TypeError, match="rnak"):
+        make(tokenizer=tokenizer, rnak=4)
+
+
+def test_trainable_state_round_trip(tokenizer):
+    a, b = make(tokenizer=tokenizer, seed=1), make(tokenizer=tokenizer, seed=2)
+    with torch.no_grad():
+        for _, p in a.trainable_named_parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    b.load_trainable_state_dict(a.trainable_state_dict())
+    sup = {c: images(3, seed=i) for i, c in enumerate(CLASSES)}
+    for m in (a, b):
+        m.eval().set_categories(CLASSES, sup)
+    with torch.no_grad():
+        assert torch.equal(a.encode_photo(images(2)), b.encode_photo(images(2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the real ViT-B/32 architecture (random weights)
+
+
+@pytest.fixture(scope="module")
+def vit_b32():
+    torch.manual_seed(0)
+    return open_clip.create_model("ViT-B-32", pretrained=None).eval(), open_clip.get_tokenizer("ViT-B-32")
+
+
+def test_vit_b32_shapes_and_counts(vit_b32):
+    clip, tok = vit_b32
+    m = make("fg", tok, clip=clip, seed=0).eval()
+    D, E, L, K, r = 768, 512, 12, 3, 16
+    assert m.visual.grid_size == (7, 7) and window_boxes(m.visual.grid_size)[3] == (2, 2, 5, 5)
+    block = sum(p.numel() for p in clip.visual.transformer.resblocks[0].parameters())
+    expected = (L * K * D + D * D + D + block + L * (E * E + E + E * 2 * r + 2 * r + 5 * D * r + r * D)
+                + 4 * D + 4 * 2 * D + 4 * D * E + 2 * D * (2 * L + 2))
+    assert sum(p.numel() for _, p in m.trainable_named_parameters()) == expected
+    m.set_categories(["cat", "dog"], {"cat": torch.randn(3, 3, 224, 224), "dog": torch.randn(3, 3, 224, 224)})
+    with torch.no_grad():
+        f = m.encode_sketch(torch.randn(2, 3, 224, 224), labels=["cat", "dog"])
+    assert f.shape == (2, 5 * E) and torch.allclose(f.norm(dim=-1), torch.ones(2), atol=1e-5)
+    clip.requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# smoke: a few ci-preset steps through run_experiment, then load_run
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = os.environ.get("SBIRLAB_TEST_DATA") or str(tmp_path_factory.getbasetemp() / "sbirlab_data")
+    old = os.environ.get("SBIRLAB_DATA")
+    os.environ["SBIRLAB_DATA"] = root
+    try:
+        yield load_data(RunConfig(preset="ci", backbone="sbirlab-nano"))
+    finally:
+        if old is None:
+            os.environ.pop("SBIRLAB_DATA", None)
+        else:
+            os.environ["SBIRLAB_DATA"] = old
+
+
+def nano_backbone():
+    from sbirlab.models.backbone import load_backbone
+    torch.manual_seed(0)
+    return load_backbone("sbirlab-nano")
+
+
+@pytest.mark.parametrize("setting", ["fg", "zs"])
+def test_ci_training_run_and_reload(setting, world, tmp_path):
+    _, parts = world
+    cfg = RunConfig(method="dp-clip", setting=setting, preset="ci", backbone="sbirlab-nano")
+    metrics = run_experiment(cfg, tmp_path, progress=False, backbone=nano_backbone())
+    assert metrics["train_steps"] == 3 and metrics["n_queries"] == len(parts.test_queries)
+    key = "Acc@1" if setting == "fg" else "mAP@all"
+    assert 0.0 <= metrics[key] <= 1.0
+    import json
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["train"]["classes_per_batch"] == (1 if setting == "fg" else 4)  # FG: one category per batch
+    run = load_run(tmp_path, backbone=nano_backbone())
+    assert run.method._vocab == sorted({i.label for i in parts.test_queries})  # test categories prepared
+    from sbirlab.experiment import evaluate_setting
+    again = evaluate_setting(run.method, run.parts, setting, run.loader)
+    assert again[key] == pytest.approx(metrics[key], abs=1e-6)
