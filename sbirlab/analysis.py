@@ -42,6 +42,7 @@ __all__ = [
     "state_digest",
     "items_digest",
     "embed_cached",
+    "cache_dir_for",
     "Retrieval",
     "retrieve",
     "per_class_ap",
@@ -97,6 +98,21 @@ def _cache_key(method, items, modality: str, loader, extra: str = "") -> str:
              getattr(method, "setting", ""), modality, json.dumps(pipe, sort_keys=True), state_digest(method),
              items_digest(items), str(len(items)), extra]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
+
+
+def cache_dir_for(run_dir) -> Path:
+    """Where the analysis caches of a run go: ``<run>/analysis_cache``.
+
+    The runs shipped in the repository (``data/runs/<name>``) keep the repository clean: their caches go
+    to the git-ignored ``data/cache/runs/<name>`` instead.
+    """
+    from .experiment import shipped_runs_dir
+
+    run_dir = Path(run_dir).resolve()
+    shipped = shipped_runs_dir().resolve()
+    if run_dir == shipped or shipped in run_dir.parents:
+        return shipped.parent / "cache" / "runs" / run_dir.relative_to(shipped)
+    return run_dir / "analysis_cache"
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
@@ -249,7 +265,7 @@ def plot_per_class_ap(runs: Sequence[Retrieval] | Retrieval, ax=None, title: str
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("mean AP@all of the class's sketch queries")
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=7.5, loc="upper right")  # worst classes (short bars) at the top: free space there
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -176,25 +176,41 @@ def _atomic_json(obj, path: Path) -> None:
     write(obj, path)
 
 
-def _check_same_run(run_dir: Path, cfg) -> None:
-    """Raise if the finished run in ``run_dir`` was made with another config than ``cfg`` (stale results)."""
+def _config_diff(run_dir: Path, cfg) -> list:
+    """The config fields in which the run saved in ``run_dir`` differs from ``cfg`` (``None``: no saved config)."""
     saved_path = run_dir / "config.json"
     if not saved_path.exists():
-        return
+        return None
     saved = json.loads(saved_path.read_text())
     now = {**dataclasses.asdict(cfg), "train": dataclasses.asdict(cfg.resolved_train()), "world": cfg.resolved_world()}
     keys = ("method", "setting", "dataset", "backbone", "preset", "seed", "method_cfg", "data", "train", "world")
-    diff = [k for k in keys if json.loads(json.dumps(now.get(k), default=str)) != saved.get(k, {} if k == "data" else None)]
+    return [k for k in keys if json.loads(json.dumps(now.get(k), default=str)) != saved.get(k, {} if k == "data" else None)]
+
+
+def _check_same_run(run_dir: Path, cfg) -> None:
+    """Raise if the finished run in ``run_dir`` was made with another config than ``cfg`` (stale results)."""
+    diff = _config_diff(run_dir, cfg)
     if diff:
+        saved = json.loads((run_dir / "config.json").read_text())
         raise ValueError(f"{run_dir} holds a finished run with another {', '.join(diff)} than this sweep asks for "
-                         f"(e.g. {diff[0]}: saved {saved.get(diff[0])!r}, now {now.get(diff[0])!r}); use another "
-                         f"out_root or delete the folder")
+                         f"(e.g. {diff[0]}: saved {saved.get(diff[0])!r}, now {getattr(cfg, diff[0], None)!r}); "
+                         f"use another out_root or delete the folder")
+
+
+def _reusable(reuse_from, cfg):
+    """``reuse_from/<run_name(cfg)>`` if it holds a finished run made with exactly ``cfg``, else ``None``."""
+    if reuse_from is None:
+        return None
+    from .experiment import run_name
+
+    d = Path(reuse_from) / run_name(cfg)
+    return d if (d / "metrics.json").exists() and _config_diff(d, cfg) == [] else None
 
 
 def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Sequence[float] = (0.1, 0.3, 1.0),
               class_counts: Sequence[Optional[int]] = (5, 15, None), preset: str = "cpu",
               train: Optional[dict] = None, reference: bool = True, progress: bool = False,
-              backbone_model=None, on_point=None, **common) -> dict:
+              backbone_model=None, on_point=None, reuse_from=None, **common) -> dict:
     """Train (or resume) every point of a sweep into ``out_root/<method>/frac<f>_cls<c>``.
 
     Finished points (with ``metrics.json``) are read back, unfinished ones resume from their checkpoint.
@@ -210,6 +226,10 @@ def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Seq
             run gets its own copy). Its ``spec`` is recorded as the runs' ``backbone`` unless ``backbone``
             is given.
         on_point: ``callback(point, metrics, seconds)`` after each point (progress in notebooks).
+        reuse_from: a folder of finished runs named by :func:`~sbirlab.experiment.run_name` (e.g. the
+            shipped ``data/runs``); a point whose config matches one of them exactly (same method, data,
+            schedule, world, seed...) is read from there instead of trained. The full-data points of a
+            ``cpu`` sweep are the shipped Table 1 runs.
         common: more ``RunConfig`` fields (``dataset``, ``backbone``, ``seed``...).
 
     Returns:
@@ -237,16 +257,20 @@ def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Seq
     for point, cfg in todo:
         run_dir = out_root / point.folder
         t1 = time.time()
+        reused = _reusable(reuse_from, cfg)
         if (run_dir / "metrics.json").exists():
             _check_same_run(run_dir, cfg)
             metrics = json.loads((run_dir / "metrics.json").read_text())
+        elif reused is not None:
+            metrics = json.loads((reused / "metrics.json").read_text())
         else:
             log.info("generalisation sweep: %s", point)
             bb = copy.deepcopy(backbone_model) if backbone_model is not None else None
             metrics = run_experiment(cfg, run_dir, resume=True, progress=progress, backbone=bb)
         rec = {"method": point.method, "train_fraction": point.train_fraction,
                "train_classes": point.train_classes if point.train_classes is not None else n_classes,
-               "all_classes": point.train_classes is None, "folder": point.folder,
+               "all_classes": point.train_classes is None,
+               "folder": str(reused) if reused is not None and not (run_dir / "metrics.json").exists() else point.folder,
                **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
         records.append(rec)
         if on_point is not None:
@@ -255,9 +279,12 @@ def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Seq
     if reference:
         ref_dir = out_root / "frozen"
         ref_cfg = RunConfig(method="frozen", preset=preset, train=train, **common)
+        ref_reused = _reusable(reuse_from, ref_cfg)
         if (ref_dir / "metrics.json").exists():
             _check_same_run(ref_dir, ref_cfg)
             ref = json.loads((ref_dir / "metrics.json").read_text())
+        elif ref_reused is not None:
+            ref = json.loads((ref_reused / "metrics.json").read_text())
         else:
             bb = copy.deepcopy(backbone_model) if backbone_model is not None else None
             ref = run_experiment(ref_cfg, ref_dir, progress=False, backbone=bb)

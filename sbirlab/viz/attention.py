@@ -595,13 +595,12 @@ def plot_sketch_photo(sketch_maps: dict, photo_maps: dict, sketches, photos, lab
         for i in range(B):
             ax = axes[i, side * n]
             ax.imshow(ims[i], interpolation="nearest")
-            ax.set_title((f"{_label(labels[i])}\n" if labels is not None and i == 0 else
-                          (f"{_label(labels[i])}" if labels is not None else "")) + ("" if i else f" ({name})"),
-                         fontsize=7)
+            title = _label(labels[i]) if labels is not None else ""
+            ax.set_title(f"{name}\n{title}" if i == 0 else title, fontsize=7)
             for j, c in enumerate(cols, start=1):
                 axes[i, side * n + j].imshow(ovs[c][i], interpolation="nearest")
                 if i == 0:
-                    axes[i, side * n + j].set_title(f"{name}: {c}", fontsize=7)
+                    axes[i, side * n + j].set_title(c, fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

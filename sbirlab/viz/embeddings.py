@@ -289,10 +289,11 @@ class Projector:
 
 
 def class_palette(classes: Sequence[str]) -> dict:
-    """A stable colour per class (tab20 / tab20b / tab20c cycled)."""
+    """A stable, distinct colour per class: tab10, then the rest of tab20, tab20b, tab20c (cycled)."""
     import matplotlib
 
-    cols = [matplotlib.colormaps[m](i) for m in ("tab20", "tab20b", "tab20c") for i in range(20)]
+    t20 = [matplotlib.colormaps["tab20"](i) for i in range(20)]
+    cols = t20[0::2] + t20[1::2] + [matplotlib.colormaps[m](i) for m in ("tab20b", "tab20c") for i in range(20)]
     return {c: cols[i % len(cols)] for i, c in enumerate(sorted(classes))}
 
 
@@ -302,8 +303,9 @@ def plot_projection(table: EmbeddingTable, xy: np.ndarray, color_by: str = "clas
     """Scatter of one table's projection: sketches as triangles, photos as circles.
 
     Args:
-        color_by: ``"class"`` (unseen classes named in the legend, seen classes muted when
-            ``highlight_unseen``), ``"modality"`` or ``"seen"``.
+        color_by: ``"class"`` (unseen classes in distinct colours named in the legend and seen classes
+            in grey when ``highlight_unseen``, else every class coloured), ``"modality"`` or ``"seen"``.
+        classes_palette: ``{class: colour}`` (default :func:`class_palette` of the coloured classes).
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -315,13 +317,17 @@ def plot_projection(table: EmbeddingTable, xy: np.ndarray, color_by: str = "clas
     labels = table.labels
     handles = []
     if color_by == "class":
-        pal = classes_palette or class_palette(set(labels))
-        colors = np.array([pal[c] for c in labels], dtype=float)
-        if highlight_unseen:
-            colors[table.seen] = 0.55 * colors[table.seen] + 0.45 * np.array([0.85, 0.85, 0.85, 1.0])
         unseen_classes = sorted(set(labels[~table.seen]))
+        if highlight_unseen:  # unseen classes in distinct colours, seen classes in light grey
+            pal = classes_palette or class_palette(unseen_classes)
+            colors = np.array([pal[c] if not s else (0.78, 0.80, 0.82, 0.6) for c, s in zip(labels, table.seen)],
+                              dtype=float)
+            handles = [Line2D([], [], marker="o", ls="", color=(0.78, 0.80, 0.82), label="(seen classes)", ms=5)]
+        else:
+            pal = classes_palette or class_palette(set(labels))
+            colors = np.array([pal[c] for c in labels], dtype=float)
         handles = [Line2D([], [], marker="o", ls="", color=pal[c], label=c.replace("_", " "), ms=5)
-                   for c in unseen_classes]
+                   for c in unseen_classes] + handles
     elif color_by == "modality":
         colors = np.array([_MODALITY_COLORS[m] for m in table.modality], dtype=object)
         handles = [Line2D([], [], marker=_MARKERS[m], ls="", color=c, label=m, ms=5)
@@ -357,7 +363,7 @@ def plot_before_after(projector: Projector, names: Optional[Sequence[str]] = Non
     allxy = np.concatenate([projector.xy[n] for n in names])
     lo, hi = allxy.min(0), allxy.max(0)
     pad = 0.04 * (hi - lo)
-    pal = class_palette({c for n in names for c in projector.tables[n].labels})
+    pal = class_palette({c for n in names for c in projector.tables[n].labels[~projector.tables[n].seen]})
     fig, axes = plt.subplots(len(names), len(color_by), figsize=(size * len(color_by) + 1.6, size * len(names)),
                              squeeze=False)
     for i, n in enumerate(names):

@@ -71,10 +71,52 @@ def _check_11(r: dict) -> None:
     assert 0 <= r["sketches_reaching_photo_rank_1"] <= r["n_replay"]
 
 
+def _check_08(r: dict) -> None:
+    assert r["layers"] >= 1 and r["heads"] >= 1 and r["n_prompts"] == 3 and r["grid"] == [8, 8]  # CLIP-AT, tiny CLIP
+    assert r["row_sum_max_err"] < 1e-4 and r["hooked_embedding_diff"] == 0 and r["parity_return_attn"] < 1e-5
+    assert all(0 < e < math.log(1 + 64 + 3) for e in r["cls_entropy"])
+    roll = r["rollout_sources"]
+    assert abs(roll["patches"] + roll["cls"] + roll["prompts"] - 1) < 1e-4 and 0 < roll["prompts"] < 0.5
+    for name, m in r["mass_on_object"].items():  # the pretrained CLIP's CLS reads from the object, not uniformly
+        assert m["CLS last layer"] > m["chance"] + 0.2, name
+    assert r["deep_replaced"] == [True] * r["layers"] and r["mixed_batch_diff"] < 1e-5
+
+
+def _check_09(r: dict) -> None:
+    assert r["n_points"] > 300 and r["n_unseen_points"] > 0 and r["cache_identical"] is True
+    assert r["projector_fits"] == 1 and r["xy_finite"] is True  # one reducer for before and after
+    for k, v in r["stats"].items():  # precisions in [0, 1], gaps in [0, 2], margins in [-2, 2]
+        assert all(-2 <= x <= 2 for x in v.values()) and ("margin" in k or min(v.values()) >= 0), k
+    assert r["stats"]["unseen/sketch_to_photo_P@1"]["before"] > 1 / 14 + 0.1  # well above chance (14 classes)
+    assert r["widget_neighbours"] == 5 and len(r["most_mixed_after"]) == 3
+
+
+def _check_10(r: dict) -> None:
+    assert r["n_queries"] > 0 and r["n_classes"] >= 10
+    assert all(abs(x - 1) < 1e-9 for x in r["confusion_row_sums"]) and 0 < r["confusion_diag_mean"] <= 1
+    c = r["comparison"]
+    assert c["better"] + c["worse"] + c["same"] == c["queries"] == r["n_queries"] and 0 <= c["sign_test_p"] <= 1
+    assert len(r["worst"]) == len({w["class"] for w in r["worst"]}) > 0
+    assert all(w["first_true_rank"] >= 1 for w in r["worst"]) and set(r["per_class_ap"]) and 0 <= r["top10_share_of_gain"] <= 1
+
+
+def _check_12(r: dict) -> None:
+    assert r["methods"] == ["clip-at", "b-deep", "b-lin"] and len(r["points"]) == 3 * 3
+    assert all(p["train_steps"] == 2 and 0 < p["mAP@all"] <= 1 for p in r["points"])
+    d = r["design"]
+    assert d["fraction 0.1"]["photos"] < d["fraction 1"]["photos"] and d["5 classes"]["classes"] == 5
+    assert len({v["test queries"] for v in d.values()}) == 1  # the test set never changes
+    assert 0 < r["frozen_mAP@all"] <= 1 and set(r["class_slopes"]) == set(r["methods"])
+
+
 #: notebook stem -> check of its recorded JSON (notebooks without one only need to write the JSON).
 CHECKS: dict[str, Callable[[dict], None]] = {
     "01_data_and_protocols": _check_01,
+    "08_attention_maps": _check_08,
+    "09_embedding_space": _check_09,
+    "10_error_analysis": _check_10,
     "11_sketch_and_retrieve": _check_11,
+    "12_generalisation": _check_12,
 }
 
 

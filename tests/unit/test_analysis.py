@@ -221,3 +221,11 @@ def test_query_pairs_gallery_shows_both_runs_top_k():
     with pytest.raises(ValueError, match="no query got worse"):
         AN.plot_query_pairs(c, a, b, _Loader(), change="worse")
     plt.close("all")
+
+
+def test_cache_dir_for_keeps_shipped_runs_clean(tmp_path):
+    from sbirlab.experiment import shipped_runs_dir
+
+    assert AN.cache_dir_for(tmp_path / "runs" / "clip-at-zs") == (tmp_path / "runs" / "clip-at-zs" / "analysis_cache").resolve()
+    shipped = shipped_runs_dir().resolve()
+    assert AN.cache_dir_for(shipped / "clip-at-zs") == shipped.parent / "cache" / "runs" / "clip-at-zs"

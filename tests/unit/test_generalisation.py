@@ -173,6 +173,23 @@ def test_run_sweep_trains_each_point_once_and_resumes(ci_world, tmp_path, monkey
     assert len(t) == 4  # the full point on both axes
     full = t[(t["axis"] == "fraction") & (t["value"] == 1.0)]["mAP@all"].item()
     assert full == t[(t["axis"] == "classes") & (t["value"] == n_all)]["mAP@all"].item()
+    # finished runs named by run_name (as the shipped data/runs) are reused when their config matches exactly
+    import shutil
+
+    shelf = tmp_path / "shelf"
+    shutil.copytree(tmp_path / "b-lin" / "frac1_clsall", shelf / "b-lin-zs")
+    shutil.copytree(tmp_path / "frozen", shelf / "frozen-zs")
+    seen_cfgs.clear()
+    reused = G.run_sweep(tmp_path / "other", methods=("b-lin",), fractions=(0.5, 1.0), class_counts=(2, None),
+                         preset="ci", train={"max_steps": 2}, backbone_model=nano_backbone(), reuse_from=shelf)
+    assert seen_cfgs == [("b-lin", {"train_fraction": 0.5}), ("b-lin", {"train_classes": 2})]
+    assert reused["reference"]["mAP@all"] == res["reference"]["mAP@all"]
+    full_point = next(p for p in reused["points"] if p["all_classes"] and p["train_fraction"] == 1.0)
+    assert full_point["folder"] == str(shelf / "b-lin-zs") and full_point["mAP@all"] == res["points"][1]["mAP@all"]
+    seen_cfgs.clear()
+    G.run_sweep(tmp_path / "third", methods=("b-lin",), fractions=(1.0,), class_counts=(None,), preset="ci",
+                train={"max_steps": 1}, backbone_model=nano_backbone(), reuse_from=shelf, reference=False)
+    assert seen_cfgs == [("b-lin", {})]  # another schedule: not reused
     with pytest.raises(ValueError, match="another train"):  # a changed schedule never reads stale results
         G.run_sweep(tmp_path, methods=("b-lin",), fractions=(0.5, 1.0), class_counts=(2, None), preset="ci",
                     train={"max_steps": 3}, backbone_model=nano_backbone())
