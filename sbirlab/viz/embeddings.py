@@ -547,6 +547,9 @@ def interactive_projection(table: EmbeddingTable, xy: np.ndarray, loader, color_
     canvas.on_mouse_move(on_move)
     canvas.on_mouse_down(on_click)
     box = w.VBox([w.HBox([canvas, w.VBox([image, info])]), strip])
+    for widget, css in ((box, "sbirlab-embedding-view"), (info, "sbirlab-embedding-info"),
+                        (image, "sbirlab-embedding-image"), (strip, "sbirlab-embedding-neighbours")):
+        widget.add_class(css)  # stable hooks for browser tests and custom CSS
     box.pick, box.points_px, box.on_move, box.on_click = pick, pts, on_move, on_click
     box.canvas = canvas
     return box
