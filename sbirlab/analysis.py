@@ -94,9 +94,10 @@ def items_digest(items: Sequence) -> str:
 def _cache_key(method, items, modality: str, loader, extra: str = "") -> str:
     pipe = {"size": int(loader.size), "mean": [round(float(v), 6) for v in loader.mean.flatten()],
             "std": [round(float(v), 6) for v in loader.std.flatten()]}
+    hook = getattr(method, "embedding_cache_key", None)  # state outside state_dict (e.g. evaluation categories)
     parts = [f"v{CACHE_VERSION}", type(method).__name__, getattr(method, "name", ""),
              getattr(method, "setting", ""), modality, json.dumps(pipe, sort_keys=True), state_digest(method),
-             items_digest(items), str(len(items)), extra]
+             items_digest(items), str(len(items)), extra, str(hook()) if callable(hook) else ""]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
 
 
@@ -145,6 +146,10 @@ def embed_cached(method, items: Sequence, modality: str, loader, device="cpu", c
         loader: the :class:`~sbirlab.train.data.ImageLoader`.
         cache_dir: folder of the cache; ``None`` = no cache.
         extra_key: anything else the embedding depends on (e.g. a category for category prompts).
+
+    Embeddings that depend on state outside ``state_dict()`` (DP-CLIP's evaluation categories and their
+    support images, set by ``prepare_eval``) need that state in the key: a method may define
+    ``embedding_cache_key() -> str`` (included automatically), or the caller passes ``extra_key``.
     """
     from .train.loop import encode_items
 

@@ -428,7 +428,7 @@ def rollout(maps: AttentionMaps, head: Head = "mean", residual: float = 0.5, sta
     if not 0.0 <= residual <= 1.0:
         raise ValueError(f"residual must be in [0, 1], got {residual}")
     L = maps.num_layers
-    end = L if end_layer is None else (end_layer % (L + 1) if end_layer < 0 else end_layer)
+    end = L if end_layer is None else (L + end_layer if end_layer < 0 else end_layer)  # slice semantics
     if not 0 <= start_layer < end <= L:
         raise ValueError(f"empty layer range [{start_layer}, {end}) of {L} layers")
     n = maps.num_image_tokens

@@ -231,6 +231,8 @@ def test_rollout_limits(enc, images):
     torch.testing.assert_close(row[:, 0], torch.ones(3))
     one = maps.rollout(residual=0.0, start_layer=1)  # one layer without residual = that layer's CLS row
     torch.testing.assert_close(one, maps.cls_map(layer=1), atol=1e-6, rtol=0)
+    first = maps.rollout(residual=0.0, end_layer=-1)  # layers [0, L-1) as in a slice: here layer 0 alone
+    torch.testing.assert_close(first, maps.cls_map(layer=0), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="residual"):
         maps.rollout(residual=1.5)
     with pytest.raises(ValueError, match="empty layer range"):

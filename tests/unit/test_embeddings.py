@@ -246,6 +246,14 @@ def test_embedding_cache_hit_miss_and_stale_keys(tmp_path, image_items, monkeypa
     assert calls[-1] == 6 and np.allclose(f3, f4, atol=1e-6)
     with pytest.raises(ValueError, match="modality"):
         AN.embed_cached(method, image_items, "drawing", loader)
+    # state outside state_dict (DP-CLIP's evaluation categories) enters the key through a method hook
+    n = len(calls)
+    method.embedding_cache_key = lambda: "categories: cat, dog"
+    AN.embed_cached(method, image_items, "photo", loader, cache_dir=cache)
+    AN.embed_cached(method, image_items, "photo", loader, cache_dir=cache)
+    method.embedding_cache_key = lambda: "categories: cat, fox"
+    AN.embed_cached(method, image_items, "photo", loader, cache_dir=cache)
+    assert len(calls) == n + 2
 
 
 def test_embedding_table_encodes_each_modality_with_its_branch(tmp_path, image_items):
