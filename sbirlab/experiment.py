@@ -314,7 +314,9 @@ def gzs_from_zs_run(zs_run_dir: str | Path, out_dir: str | Path, backbone=None) 
             shutil.copyfile(src / f, out / f"{f}.tmp")
             os.replace(out / f"{f}.tmp", out / f)
     _atomic_json({**d, "setting": "gzs"}, out / "config.json")
-    r = load_run(out, backbone)
+    import copy
+
+    r = load_run(out, copy.deepcopy(backbone) if backbone is not None else None)  # loading tunes its LayerNorms
     zs = json.loads((src / "metrics.json").read_text())
     keep = ("method", "dataset", "split", "backbone", "preset", "seed", "best_epoch", "val_best",
             "trainable_parameters", "train_steps", "versions")
@@ -344,19 +346,32 @@ def load_or_train(cfg: RunConfig, preset: str | None = None, out_root: str | Pat
     ``preset="default"``: load the shipped run from :func:`shipped_runs_dir` (trained in the ``cpu``
     preset) when it exists, else train it in the ``cpu`` preset into ``out_root``. ``"ci"`` / ``"cpu"`` /
     ``"paper"``: train in that preset into ``out_root`` (``runs/`` by default), resuming if interrupted.
+    A ``gzs`` run whose ``zs`` twin is finished (shipped, or in the same folder) is derived from it
+    without training (:func:`gzs_from_zs_run`).
     """
     preset = preset or cfg.preset
     name = run_name(cfg)
     if preset == "default":
         shipped = shipped_runs_dir() / name
-        if (shipped / "metrics.json").exists() and cfg.dataset == "synthetic" and cfg.backbone == "tiny-synthetic":
+        synthetic = cfg.dataset == "synthetic" and cfg.backbone == "tiny-synthetic"
+        if (shipped / "metrics.json").exists() and synthetic:
             return load_run(shipped, backbone)
+        twin = shipped_runs_dir() / run_name(dataclasses.replace(cfg, setting="zs"))
+        run_dir = Path(out_root or "runs") / "cpu" / name
+        if cfg.setting == "gzs" and synthetic and (twin / "metrics.json").exists():  # GZS trains as ZS
+            if not (run_dir / "metrics.json").exists():
+                gzs_from_zs_run(twin, run_dir, backbone)
+            return load_run(run_dir, backbone)
         preset = "cpu"
     cfg = dataclasses.replace(cfg, preset=preset)
     run_dir = Path(out_root or "runs") / preset / name
     if not (run_dir / "metrics.json").exists():
-        run_experiment(cfg, run_dir, resume=True, progress=progress, callbacks=callbacks,
-                       epoch_callbacks=epoch_callbacks, backbone=backbone)
+        twin = run_dir.parent / run_name(dataclasses.replace(cfg, setting="zs"))
+        if cfg.setting == "gzs" and (twin / "metrics.json").exists():  # GZS trains as ZS: evaluate the twin
+            gzs_from_zs_run(twin, run_dir, backbone)
+        else:
+            run_experiment(cfg, run_dir, resume=True, progress=progress, callbacks=callbacks,
+                           epoch_callbacks=epoch_callbacks, backbone=backbone)
     return load_run(run_dir, backbone)
 
 

@@ -109,9 +109,47 @@ def _check_12(r: dict) -> None:
     assert 0 < r["frozen_mAP@all"] <= 1 and set(r["class_slopes"]) == set(r["methods"])
 
 
+def _table_checks(r: dict) -> None:
+    """The complete table of notebooks 06 / 07: every ci row in the three settings, GZS derived from ZS."""
+    assert r["table_methods"] == ["frozen", "clip-at", "dp-clip", "splip"]  # the ci subset
+    for m in r["table_methods"]:
+        zs, gzs, fg = r["table"][f"{m}-zs"], r["table"][f"{m}-gzs"], r["table"][f"{m}-fg"]
+        assert 0 < zs["mAP@all"] <= 1 and 0 <= fg["Acc@1"] <= fg["Acc@5"] <= 1
+        assert 0 <= gzs["seen/mAP@all"] <= 1 and 0 < gzs["unseen/mAP@all"] <= 1
+        assert gzs.get("derived_from") == f"{m}-zs" and gzs["train_steps"] == zs["train_steps"]
+        assert zs["train_steps"] == (0 if m == "frozen" else 3)
+    assert set(r["claims"]) >= {"DP-CLIP > CLIP-AT in FG (Acc@1)", "SpLIP > CLIP-AT in ZS (mAP@all)"}
+
+
+def _check_06(r: dict) -> None:
+    assert r["grid"] == [8, 8] and r["windows"] == [[0, 0, 6, 6], [0, 2, 6, 6], [2, 0, 6, 6], [2, 2, 6, 6]]
+    assert r["generator_identity_gap"] < 1e-6 and r["fused_distance_gap"] < 1e-4 and r["curriculum_matches_paper"]
+    assert r["n_templates"] == 20 and all(v > 0 for v in r["budget"].values())
+    assert 0 < r["prompt_specific_share"] < 1 and all(0 <= v <= 1 for v in r["routing_accuracy"].values())
+    assert r["routing_accuracy"]["photos"] > 1 / 14 + 0.3  # the original CLIP routes photos far above chance
+    assert {"routed (sbirlab)", "true category (paper)"} == set(r["fg_protocols"])
+    assert r["fg_protocols"]["routed (sbirlab)"]["Acc@1"] == r["dp_clip"]["fg"]["Acc@1"]  # = the recorded run
+    assert set(r["ablations"]) == {"fg/full", "fg/text_scaling=none", "fg/patch_matching=False"}
+    assert r["dp_clip"]["fg"]["train_steps"] == 3 and len(r["router_control"]) == 3
+    _table_checks(r)
+
+
+def _check_07(r: dict) -> None:
+    assert r["n_visual_tokens"] == 6 and r["batch_independence_gap"] < 1e-5 and r["margin_gap"] < 1e-5
+    assert r["jigsaw"]["permutations"] == 30 and r["jigsaw"]["min_hamming"] > r["jigsaw"]["random_min_hamming"]
+    g = r["gzs_sizes"]
+    assert g["seen_queries"] == round(0.2 * g["unseen_queries"]) and g["seen_gallery"] == round(0.2 * g["unseen_gallery"])
+    assert 0 <= r["frozen_gzs"]["seen/mAP@all"] <= 1 and r["frozen_gzs"]["seen/no_relevant"] <= g["seen_queries"]
+    assert set(r["splip"]) == {"zs", "gzs", "fg"} and set(r["ablations"]) == {"full", "vision_to_text=False", "lambda_cjs=0"}
+    assert r["splip"]["gzs"]["train_steps"] == r["splip"]["zs"]["train_steps"] == 3
+    _table_checks(r)
+
+
 #: notebook stem -> check of its recorded JSON (notebooks without one only need to write the JSON).
 CHECKS: dict[str, Callable[[dict], None]] = {
     "01_data_and_protocols": _check_01,
+    "06_dual_modal_prompting": _check_06,
+    "07_multimodal_prompt_sharing": _check_07,
     "08_attention_maps": _check_08,
     "09_embedding_space": _check_09,
     "10_error_analysis": _check_10,

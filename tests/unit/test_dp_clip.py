@@ -387,6 +387,27 @@ def test_trainable_state_round_trip(tokenizer):
         assert torch.equal(a.encode_photo(images(2)), b.encode_photo(images(2)))
 
 
+def test_checkpoint_restores_the_pristine_layernorms_on_a_tuned_backbone(tokenizer):
+    clip = nano_clip()
+    a = make(tokenizer=tokenizer, clip=clip)
+    with torch.no_grad():  # training tunes the backbone's LayerNorms in place ...
+        for _, p in layernorm_parameters(clip.visual):
+            p.add_(0.3)
+    state = a.trainable_state_dict()
+    assert any(k.startswith("_ln_orig/") for k in state)
+    b = make(tokenizer=tokenizer, clip=clip)  # ... so a method rebuilt on it would route with tuned ones
+    assert not all(torch.equal(b._ln_orig[k], a._ln_orig[k]) for k in a._ln_orig)
+    b.load_trainable_state_dict(state)
+    assert all(torch.equal(b._ln_orig[k], a._ln_orig[k]) for k in a._ln_orig)
+    sup = {c: images(3, seed=i) for i, c in enumerate(CLASSES)}
+    for m in (a, b):
+        m.eval().set_categories(CLASSES, sup)
+    x = images(5, seed=3)
+    assert torch.equal(a.route(x), b.route(x))
+    with pytest.raises(KeyError, match="missing"):
+        b.load_trainable_state_dict({k: v for k, v in state.items() if k.startswith("_ln_orig/")})
+
+
 # ---------------------------------------------------------------------------------------------
 # the real ViT-B/32 architecture (random weights)
 

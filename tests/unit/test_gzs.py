@@ -16,8 +16,10 @@ import pytest
 import torch
 
 import sbirlab  # noqa: F401
+from sbirlab import experiment
 from sbirlab.experiment import (RunConfig, evaluate_run, evaluate_setting, evaluation_set, gzs_from_zs_run,
-                                gzs_test_set, load_data, load_run, run_experiment, table_configs, train_table)
+                                gzs_test_set, load_data, load_or_train, load_run, run_experiment, table_configs,
+                                train_table)
 from sbirlab.metrics import retrieval_metrics
 from sbirlab.models.registry import METHODS, build_method
 from sbirlab.train.data import ImageLoader
@@ -122,6 +124,20 @@ def test_gzs_run_trains_as_zs_and_reports_per_part_metrics(world, tmp_path):
     assert load_run(tmp_path / "derived", backbone=nano_backbone()).cfg.setting == "gzs"
     with pytest.raises(ValueError, match="finished ZS run"):
         gzs_from_zs_run(tmp_path / "gzs", tmp_path / "x")
+
+
+def test_load_or_train_derives_gzs_from_the_zs_twin(world, tmp_path, monkeypatch):
+    cfg = RunConfig(method="b-ip", setting="zs", backbone="sbirlab-nano")
+    zs = load_or_train(cfg, preset="ci", out_root=tmp_path, progress=False, backbone=nano_backbone())
+
+    def no_training(*a, **k):
+        raise AssertionError("a gzs run with a finished zs twin must not train")
+
+    monkeypatch.setattr(experiment, "run_experiment", no_training)
+    gzs = load_or_train(RunConfig(method="b-ip", setting="gzs", backbone="sbirlab-nano"), preset="ci",
+                        out_root=tmp_path, progress=False, backbone=nano_backbone())
+    assert gzs.metrics["derived_from"] == "b-ip-zs" and gzs.cfg.setting == "gzs"
+    assert gzs.metrics["train_steps"] == zs.metrics["train_steps"] and "unseen/mAP@all" in gzs.metrics
 
 
 # ---------------------------------------------------------------------------------------------

@@ -190,7 +190,12 @@ def test_adaptive_margin_is_the_class_text_similarity(tokenizer):
     m = make(tokenizer=tokenizer)
     y, yn = torch.tensor([0, 1, 2]), torch.tensor([1, 3, 0])
     t = m.class_text
-    assert torch.allclose(m.margins(y, yn), (t[y] * t[yn]).sum(-1))
+    cos = (t[y] * t[yn]).sum(-1)
+    assert torch.allclose(m.margins(y, yn), cos.clamp_min(0))
+    t2 = torch.eye(4)
+    t2[1] = -t2[0]  # anti-correlated classes: the margin is clamped at 0
+    m.class_text = t2
+    assert m.margins(torch.tensor([0, 0]), torch.tensor([1, 2])).tolist() == [0.0, 0.0]
     assert make(tokenizer=tokenizer, adaptive_margin=False).margins(y, yn) == 0.2
     assert make("fg", tokenizer=tokenizer).margins(y, y) == 0.2
 
@@ -219,7 +224,12 @@ def test_shuffle_tiles_and_tile_features():
     x = images(2, 30)
     perm = jigsaw_permutations()[:2]
     assert torch.equal(shuffle_tiles(x, perm), patch_shuffle(x, 3, perm=perm)[0])  # side divisible by 3: exact
-    assert shuffle_tiles(images(2, 32), perm).shape == (2, 3, 32, 32)  # else resized there and back
+    odd = images(2, 32)  # 32 is no multiple of 3: padded to 33, shuffled, cropped back
+    out = shuffle_tiles(odd, perm)
+    assert out.shape == (2, 3, 32, 32)
+    t0 = perm[0, 0].item()  # output tile 0 (rows / cols 0..10) is input tile perm[0]: pixels kept, no blur
+    r, c = divmod(t0, 3)
+    assert torch.equal(out[0, :, :11, :11], F.pad(odd, (0, 1, 0, 1), mode="replicate")[0, :, 11 * r:11 * r + 11, 11 * c:11 * c + 11])
     tokens = torch.arange(2 * 36 * 1, dtype=torch.float32).view(2, 36, 1)  # a 6 x 6 grid
     f = tile_features(tokens, (6, 6))
     assert f.shape == (2, 9, 1)

@@ -539,6 +539,23 @@ class DPCLIP(SBIRMethod):
         self._cache = None
         return super().train(mode)
 
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable tensors plus the pristine LayerNorms routing uses (``_ln_orig/<name>``).
+
+        LayerNorm tuning changes the backbone in place, so a method rebuilt on a backbone that was
+        trained before would copy tuned LayerNorms as its "original" ones; the checkpoint restores them.
+        """
+        return {**super().trainable_state_dict(), **{f"_ln_orig/{k}": v.clone() for k, v in self._ln_orig.items()}}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        orig = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("_ln_orig/")}
+        super().load_trainable_state_dict({k: v for k, v in state.items() if not k.startswith("_ln_orig/")})
+        for k, v in orig.items():
+            if k not in self._ln_orig:
+                raise KeyError(f"{self.name}: unknown LayerNorm {k!r} in the state")
+            self._ln_orig[k] = v.detach().clone()
+        self._cache = None
+
     def _layernorm_ids(self) -> set[int]:
         return {id(p) for _, p in layernorm_parameters(self.clip.visual)}
 

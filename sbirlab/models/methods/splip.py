@@ -25,7 +25,10 @@ photos, "a sketch of a {class}." for sketches):
 
 * **Adaptive-margin triplet**: ``mu(c+, c-) = cos(T_c+, T_c-)`` of the frozen text embeddings of
   "a photo of a {class}." (semantically close classes get a larger margin; ``adaptive_margin=False``
-  uses the fixed ``margin``); FG (``c+ = c-``): DECISION ``mu = 0.2`` fixed (``margin``).
+  uses the fixed ``margin``); FG (``c+ = c-``): DECISION ``mu = 0.2`` fixed (``margin``). DECISION:
+  clamped at 0 (OpenAI CLIP's class texts are all positively correlated, ~0.6-0.95, so the clamp never
+  acts there; the tiny CLIP's reach cos -0.5, and a negative margin would only ask the negative to be
+  no closer than the positive by more than ``|mu|``).
 * **L_class**: cross-entropy of the sketch and photo embeddings against the *prompted* class text
   embeddings of the seen classes (modality template, ``B_t`` context) at CLIP's temperature.
 * **Conditional cross-modal jigsaw** (``L_cjs``): the anchor sketch is cut on a 3 x 3 grid and shuffled
@@ -49,8 +52,8 @@ DECISIONS of sbirlab (cost on a CPU, determinism), and why:
 * **Sketch and photo share the mapping blocks** (the template words and the image make the prompts
   modality-specific); the text encoder stays frozen (it defines the adaptive margins).
 * **Jigsaw cost.** ``F(s')`` of the shuffled sketch is computed without gradient (the head and the
-  unshuffled images' features learn); images whose side is not a multiple of 3 are resized to the
-  nearest multiple for the shuffle and back.
+  unshuffled images' features learn); images whose side is not a multiple of 3 are padded (edge
+  replicate) to the next multiple for the shuffle and cropped back (no resampling blur).
 * **Negatives come from the batch** (as in :mod:`sbirlab.models.methods.dp_clip`): a uniformly drawn
   valid photo among the batch's positives (``negatives="random"``), or the closest (``"batch-hard"``,
   e.g. the ``cpu`` preset); the sampled ``photo_neg`` is encoded only for anchors without one.
@@ -158,14 +161,15 @@ def jigsaw_permutations(grid: int = 3, count: int = 30, seed: int = 0) -> torch.
 def shuffle_tiles(images: torch.Tensor, perm: torch.Tensor, grid: int = 3) -> torch.Tensor:
     """Cut ``images`` ``[B, C, H, W]`` into ``grid x grid`` tiles, permute them by ``perm`` ``[B, grid**2]``.
 
-    Sides that are not multiples of ``grid`` are resized (bilinear) to the nearest multiple for the
-    shuffle and back to ``H x W``.
+    Sides that are not multiples of ``grid`` are padded (edge replicate, bottom / right) to the next
+    multiple for the shuffle, and the result is cropped back to ``H x W`` (tiles keep their pixels: no
+    resampling).
     """
     B, C, H, W = images.shape
-    h, w = grid * max(1, round(H / grid)), grid * max(1, round(W / grid))
-    x = images if (h, w) == (H, W) else F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False)
+    ph, pw = (-H) % grid, (-W) % grid
+    x = F.pad(images, (0, pw, 0, ph), mode="replicate") if ph or pw else images
     x, _ = patch_shuffle(x, grid, perm=perm)
-    return x if (h, w) == (H, W) else F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
+    return x[..., :H, :W]
 
 
 def tile_features(patch_tokens: torch.Tensor, grid_size, grid: int = 3) -> torch.Tensor:
@@ -348,11 +352,11 @@ class SpLIP(SBIRMethod):
         return groups
 
     def margins(self, labels: torch.Tensor, neg_labels: torch.Tensor) -> float | torch.Tensor:
-        """The triplet margins: ``cos(T_c+, T_c-)`` per triplet (category level, adaptive), else ``margin``."""
+        """The triplet margins: ``max(0, cos(T_c+, T_c-))`` per triplet (category level, adaptive), else ``margin``."""
         if self.setting == "fg" or not self.cfg.adaptive_margin:
             return self.cfg.margin
         t = self.class_text
-        return (t[labels] * t[neg_labels]).sum(-1)  # [B]
+        return (t[labels] * t[neg_labels]).sum(-1).clamp_min(0.0)  # [B]
 
     def jigsaw_loss(self, sketches, fs, fp, fn):
         """``L_cjs`` from the tile features of ``s``, ``p+``, ``p-`` ``[B, 9, D]`` (see the module docstring)."""
