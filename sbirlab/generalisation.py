@@ -210,7 +210,7 @@ def _reusable(reuse_from, cfg):
 def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Sequence[float] = (0.1, 0.3, 1.0),
               class_counts: Sequence[Optional[int]] = (5, 15, None), preset: str = "cpu",
               train: Optional[dict] = None, reference: bool = True, progress: bool = False,
-              backbone_model=None, on_point=None, reuse_from=None, **common) -> dict:
+              backbone_model=None, on_point=None, reuse_from=None, record: bool = True, **common) -> dict:
     """Train (or resume) every point of a sweep into ``out_root/<method>/frac<f>_cls<c>``.
 
     Finished points (with ``metrics.json``) are read back, unfinished ones resume from their checkpoint.
@@ -230,6 +230,7 @@ def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Seq
             shipped ``data/runs``); a point whose config matches one of them exactly (same method, data,
             schedule, world, seed...) is read from there instead of trained. The full-data points of a
             ``cpu`` sweep are the shipped Table 1 runs.
+        record: write ``out_root/sweep.json`` (off to read a shipped, read-only sweep without touching it).
         common: more ``RunConfig`` fields (``dataset``, ``backbone``, ``seed``...).
 
     Returns:
@@ -241,7 +242,8 @@ def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Seq
     from .experiment import RunConfig, load_data, run_experiment
 
     out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
+    if record:
+        out_root.mkdir(parents=True, exist_ok=True)
     train = dict(train or {})
     if backbone_model is not None:
         common.setdefault("backbone", backbone_model.spec)
@@ -263,6 +265,8 @@ def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Seq
             metrics = json.loads((run_dir / "metrics.json").read_text())
         elif reused is not None:
             metrics = json.loads((reused / "metrics.json").read_text())
+        elif not record:
+            raise ValueError(f"run_sweep(record=False) reads a finished sweep, but {run_dir} has no metrics.json")
         else:
             log.info("generalisation sweep: %s", point)
             bb = copy.deepcopy(backbone_model) if backbone_model is not None else None
@@ -293,7 +297,8 @@ def run_sweep(out_root, methods: Sequence[str] = DEFAULT_METHODS, fractions: Seq
               "class_counts": [c if c is not None else n_classes for c in class_counts],
               "n_train_classes": n_classes, "points": records, "reference": ref,
               "seconds_this_call": round(time.time() - t0, 1)}
-    _atomic_json(result, out_root / "sweep.json")
+    if record:
+        _atomic_json(result, out_root / "sweep.json")
     return result
 
 

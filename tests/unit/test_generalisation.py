@@ -190,6 +190,14 @@ def test_run_sweep_trains_each_point_once_and_resumes(ci_world, tmp_path, monkey
     G.run_sweep(tmp_path / "third", methods=("b-lin",), fractions=(1.0,), class_counts=(None,), preset="ci",
                 train={"max_steps": 1}, backbone_model=nano_backbone(), reuse_from=shelf, reference=False)
     assert seen_cfgs == [("b-lin", {})]  # another schedule: not reused
+    # a finished sweep can be read without writing anything (a shipped, read-only folder)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    ro = G.run_sweep(tmp_path, methods=("b-lin",), fractions=(0.5, 1.0), class_counts=(2, None), preset="ci",
+                     train={"max_steps": 2}, backbone_model=nano_backbone(), record=False)
+    assert ro["points"] == again["points"] and before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="record=False"):
+        G.run_sweep(tmp_path, methods=("b-lin",), fractions=(0.25,), class_counts=(), preset="ci",
+                    train={"max_steps": 2}, backbone_model=nano_backbone(), record=False, reference=False)
     with pytest.raises(ValueError, match="another train"):  # a changed schedule never reads stale results
         G.run_sweep(tmp_path, methods=("b-lin",), fractions=(0.5, 1.0), class_counts=(2, None), preset="ci",
                     train={"max_steps": 3}, backbone_model=nano_backbone())
