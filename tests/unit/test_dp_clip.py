@@ -21,7 +21,8 @@ import torch.nn.functional as F
 import sbirlab  # noqa: F401  (registers the tiny configs)
 from sbirlab.experiment import RunConfig, load_data, load_run, run_experiment
 from sbirlab.models.methods.clip_at import layernorm_parameters
-from sbirlab.models.methods.dp_clip import TEMPLATES, curriculum_weight, select_negatives, window_boxes
+from sbirlab.models.methods.dp_clip import (TEMPLATES, curriculum_weight, prompt_outputs, select_negatives,
+                                            window_boxes)
 from sbirlab.models.registry import build_method
 
 CLASSES = ["cat", "dog", "hot_air_balloon", "tree"]
@@ -187,6 +188,18 @@ def test_encoder_without_modules_is_clip_and_deep_prompts_match_the_prompted_enc
         assert torch.allclose(m._vision(x, P, S, local=False)[0], ref, atol=1e-5)
         d = make(tokenizer=tokenizer, text_scaling="direct").eval()
         assert torch.allclose(d._vision(x, P, torch.zeros(3, 2, 3 * 64 + 256), local=False)[0], ref, atol=1e-5)
+
+
+def test_prompt_outputs_equal_the_block_on_the_full_sequence(tokenizer):
+    m = make(tokenizer=tokenizer)
+    blk = m.clip.visual.transformer.resblocks[0]
+    torch.manual_seed(0)
+    context, prompts = torch.randn(2, 51, 64), torch.randn(2, 2, 3, 64)  # U = 2 support sets, L = 2 layers of K = 3
+    fast = prompt_outputs(blk, context, prompts)
+    for u in range(2):
+        for layer in range(2):
+            full = blk(torch.cat([context[u], prompts[u, layer]])[None])[0, -3:]
+            assert torch.allclose(fast[u, layer], full, atol=1e-5)
 
 
 def test_text_scaling_makes_embeddings_category_specific(tokenizer):

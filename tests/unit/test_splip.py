@@ -86,7 +86,7 @@ def test_trainable_parameters_by_name_and_count(setting, tokenizer):
     D = W = 64
     L = 2
     expected = (mlp_count(D, D, 4 * W) + mlp_count(W, W, D) + mlp_count(W, W, 2 * D)
-                + head_count(D, 128, 9, 30, 2) + 2 * D * (2 * L + 2))
+                + head_count(D, 64, 9, 30, 2) + 2 * D * (2 * L + 2))
     assert sum(p.numel() for _, p in m.trainable_named_parameters()) == expected
     groups = {g["name"]: g for g in m.param_groups()}
     assert set(groups) == {"new", "layernorm"}
@@ -262,7 +262,7 @@ def test_vit_b32_shapes_and_counts():
     m = make("zs", open_clip.get_tokenizer("ViT-B-32"), clip=clip, seed=0).eval()
     D, W, L = 768, 512, 12
     expected = (mlp_count(D, D, 4 * W) + mlp_count(W, W, D) + mlp_count(W, W, 2 * D)
-                + head_count(D, 128, 9, 30, 2) + 2 * D * (2 * L + 2))
+                + head_count(D, 64, 9, 30, 2) + 2 * D * (2 * L + 2))
     assert sum(p.numel() for _, p in m.trainable_named_parameters()) == expected
     with torch.no_grad():
         f = m.encode_photo(torch.randn(2, 3, 224, 224))

@@ -34,8 +34,9 @@ photos, "a sketch of a {class}." for sketches):
 * **Conditional cross-modal jigsaw** (``L_cjs``): the anchor sketch is cut on a 3 x 3 grid and shuffled
   by permutation ``pi_k`` of a fixed set (DECISION: 30 permutations of maximal minimum Hamming distance,
   chosen greedily as Noroozi and Favaro's jigsaw does; :func:`jigsaw_permutations`); a 2-layer
-  transformer head predicts ``k`` from ``[F(x), F(s')]`` for ``x`` in ``{s, p+, p-}``, where ``F`` is
-  the 3 x 3 average pooling of the encoder's patch tokens (one token per tile).
+  transformer head (DECISION: width 64, 2 attention heads, a CLS token, learned tile-position and
+  image embeddings) predicts ``k`` from ``[F(x), F(s')]`` for ``x`` in ``{s, p+, p-}``, where ``F``
+  is the 3 x 3 average pooling of the encoder's patch tokens (one token per tile, projected to 64).
   ``L_cjs = l(s) + l(p+) + max(0, 1 + l(p+) - l(p-))`` (our reconstruction: the positive photo must
   explain the shuffled sketch better than the negative).
 
@@ -120,7 +121,7 @@ class SpLIPConfig(MethodConfig):
     sketch_template: str = "a sketch of a {}."
     jigsaw_grid: int = 3
     n_permutations: int = 30
-    head_width: int = 128
+    head_width: int = 64
     head_layers: int = 2
     tune_ln: bool = True
 
