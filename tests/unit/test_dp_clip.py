@@ -375,6 +375,19 @@ def test_category_cache_is_rebuilt_after_a_parameter_changes(tokenizer):
     assert m._cache is not cache and not torch.allclose(a, b)
 
 
+def test_embedding_cache_key_follows_the_evaluation_categories(tokenizer):
+    m = make(tokenizer=tokenizer).eval()
+    sup = {c: images(3, seed=i) for i, c in enumerate(CLASSES)}
+    m.set_categories(CLASSES, sup)
+    k0 = m.embedding_cache_key()
+    m.set_categories(CLASSES, sup)
+    assert m.embedding_cache_key() == k0  # same state, same key
+    m.set_categories(CLASSES[:3], sup)
+    assert m.embedding_cache_key() != k0  # another vocabulary
+    m.set_categories(CLASSES, {**sup, "cat": images(3, seed=99)})
+    assert m.embedding_cache_key() != k0  # another support set
+
+
 def test_missing_vocabulary_and_bad_options_raise(tokenizer):
     m = make(tokenizer=tokenizer).eval()
     with pytest.raises(RuntimeError, match="prepare_eval"):

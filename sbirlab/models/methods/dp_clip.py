@@ -510,6 +510,19 @@ class DPCLIP(SBIRMethod):
                 support[c] = loader.batch(items)  # [3, 3, H, W]
         self.set_categories(names, support)
 
+    def embedding_cache_key(self) -> str:
+        """A digest of the state embeddings depend on outside ``state_dict()``: the evaluation categories,
+        their support images and the pristine LayerNorms of the router (for embedding caches,
+        :func:`sbirlab.analysis.embed_cached`)."""
+        import hashlib
+
+        h = hashlib.sha1("|".join(self._vocab).encode())
+        tensors = [*(self._support[c] for c in self._vocab if c in self._support),
+                   *(self._ln_orig[k] for k in sorted(self._ln_orig))]
+        for t in tensors:
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
     def _param_version(self) -> int:
         return sum(p._version for p in self.parameters() if p.requires_grad)
 
