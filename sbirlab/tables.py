@@ -45,7 +45,12 @@ DISPLAY_NAMES: dict[str, str] = {
     "b-mm": "B-MM",
     "b-deep": "B-Deep",
     "clip-at": "CLIP-AT",
+    "dp-clip": "DP-CLIP",
+    "splip": "SpLIP",
 }
+
+#: the settings a results entry may carry (generalised ZS evaluates a ZS-trained run on the GZS set)
+SETTINGS: tuple[str, ...] = ("zs", "gzs", "fg")
 
 ZS_COLUMNS: tuple[str, ...] = ("mAP@all", "mAP@200", "P@100", "P@200")
 FG_COLUMNS: tuple[str, ...] = ("Acc@1", "Acc@5")
@@ -98,15 +103,15 @@ def collect_results(results: Any) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
 
     def put(method: str, setting: str, metrics: Mapping) -> None:
-        if setting not in ("zs", "fg"):
-            raise ValueError(f"unknown setting {setting!r} for {method!r} (expected 'zs' or 'fg')")
+        if setting not in SETTINGS:
+            raise ValueError(f"unknown setting {setting!r} for {method!r} (expected one of {SETTINGS})")
         out.setdefault(str(method).lower(), {})[setting] = dict(metrics)
 
     if isinstance(results, Mapping):
         for key, val in results.items():
             if isinstance(key, tuple):
                 put(key[0], key[1], val)
-            elif isinstance(val, Mapping) and set(val) <= {"zs", "fg"}:
+            elif isinstance(val, Mapping) and set(val) <= set(SETTINGS):
                 for setting, m in val.items():
                     put(key, setting, m)
             else:

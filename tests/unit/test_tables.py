@@ -40,7 +40,9 @@ def test_collect_results_reads_loaded_runs_and_rejects_bad_entries():
     with pytest.raises(ValueError, match="method"):
         collect_results([{"mAP@200": 0.1}])
     with pytest.raises(ValueError, match="setting"):
-        collect_results({("b-ft", "gzs"): {}})
+        collect_results({("b-ft", "gfs"): {}})
+    gzs = collect_results({("splip", "gzs"): {"mAP@all": 0.5}, ("splip", "zs"): {"mAP@all": 0.6}})
+    assert gzs["splip"] == {"gzs": {"mAP@all": 0.5}, "zs": {"mAP@all": 0.6}}
 
 
 # -- table1 ---------------------------------------------------------------------------------------
