@@ -28,7 +28,10 @@ Design (PyTorch's DDP recipe, as timm / open_clip training scripts do it):
   gradients, so for losses that are means over the batch (triplet, classification) the update equals
   the single-process update on the global batch, up to float summation order. Losses with batch-level
   coupling (CLIP-AT FG's f-divergence compares classes inside a batch, patch shuffling draws random
-  permutations) are computed per rank. ``broadcast_buffers=False`` (the buffers are constant class
+  permutations) are computed per rank. Batch-hard negatives (``negatives="batch-hard"`` of the
+  baselines and CLIP-AT) are mined among the photos of the **global** batch (:func:`gather_rows`,
+  differentiable), so they match a single-process run; DP-CLIP's and SpLIP's in-batch negatives
+  are mined per rank. ``broadcast_buffers=False`` (the buffers are constant class
   text embeddings and masks); ``find_unused_parameters`` is off by default (every registered method
   uses all its trainable tensors in every step) and can be turned on in :func:`fit`.
 * **Logs**: the per-step logs are averaged over the ranks, so the history is that of the global batch.
@@ -199,6 +202,42 @@ def all_gather_object(obj: Any) -> list:
     return out
 
 
+def gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Concatenate each tensor's rows over the ranks (rank order); identity in a single process.
+
+    Floating tensors that require grad are gathered differentiably
+    (``torch.distributed.nn.functional.all_gather``: the backward sends every rank's gradient back
+    to the rank that owns the rows), so a loss computed on a rank's own rows against the gathered
+    rows has, after DDP's gradient averaging, the gradient of the global batch's mean loss. Ranks may
+    hold different numbers of rows (padded for the collective, trimmed after). Every rank must call
+    this with the same number of tensors, in the same order.
+    """
+    if not is_distributed() or not tensors:
+        return tensors
+    import torch.distributed.nn.functional as dist_fn
+
+    world = dist.get_world_size()
+    dev = tensors[0].device
+    n = torch.tensor([tensors[0].shape[0]], dtype=torch.long, device=dev)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    sizes = [int(x) for x in sizes]
+    m = max(sizes)
+    out = []
+    for t in tensors:
+        if t.shape[0] != int(n):
+            raise ValueError(f"gather_rows: tensors of one call must have the same number of rows, "
+                             f"got {t.shape[0]} and {int(n)}")
+        pad = t if t.shape[0] == m else torch.cat([t, t.new_zeros((m - t.shape[0], *t.shape[1:]))])
+        if t.requires_grad and t.is_floating_point():
+            parts = dist_fn.all_gather(pad)
+        else:
+            parts = [torch.empty_like(pad) for _ in range(world)]
+            dist.all_gather(parts, pad.contiguous())
+        out.append(torch.cat([q[:k] for q, k in zip(parts, sizes)]))
+    return tuple(out)
+
+
 def mean_logs(logs: dict) -> dict:
     """Average a dict of scalar logs over the ranks (every rank must pass the same keys)."""
     if not is_distributed() or not logs:
@@ -285,7 +324,7 @@ def _parser() -> argparse.ArgumentParser:
         description="train and evaluate one SBIR method; under torchrun, data-parallel over the processes")
     p.add_argument("--config", default=None, help="a RunConfig JSON file (e.g. a run's config.json); flags override it")
     p.add_argument("--method", default=None, help="registered method name (clip-at, b-ip, ...)")
-    p.add_argument("--setting", default=None, choices=("zs", "fg"))
+    p.add_argument("--setting", default=None, choices=("zs", "gzs", "fg"))
     p.add_argument("--dataset", default=None)
     p.add_argument("--root", default=None)
     p.add_argument("--split", default=None)

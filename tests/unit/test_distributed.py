@@ -81,6 +81,20 @@ def worker(out: str, dump: str) -> None:
     ddp.cleanup()
 
 
+def gather_worker(dump: str) -> None:
+    """One rank of the gather_rows check: uneven rows (rank r holds r + 2), gradients back to the owner."""
+    ddp.init_distributed()
+    r = ddp.get_rank()
+    x = (torch.arange((r + 2) * 3, dtype=torch.float32).reshape(r + 2, 3) + 100 * r).requires_grad_(True)
+    labels = torch.full((r + 2,), r, dtype=torch.long)
+    xs, ls = ddp.gather_rows(x, labels)
+    # every rank's loss weighs the gathered rows by (1 + its rank): d(sum of losses)/dx = 3 everywhere
+    (xs.sum() * (1 + r)).backward()
+    torch.save({"rows": xs.detach(), "labels": ls, "grad": x.grad}, Path(dump) / f"gather{r}.pt")
+    ddp.barrier()
+    ddp.cleanup()
+
+
 # ---------------------------------------------------------------------------------------------
 # fixtures
 
@@ -265,6 +279,26 @@ def test_two_ranks_match_each_other_and_a_single_process_run(world, tmp_path, mo
     print(f"2-process run {t_ddp:.1f} s; max |single - ddp| = {worst:.2e}")
 
 
+def test_gather_rows_is_the_identity_in_one_process():
+    x, y = torch.randn(3, 2, requires_grad=True), torch.arange(3)
+    gx, gy = ddp.gather_rows(x, y)
+    assert gx is x and gy is y
+
+
+@pytest.mark.slow
+def test_gather_rows_across_two_ranks(world, tmp_path):
+    """Uneven row counts are padded and trimmed; the backward sums every rank's gradient on the owner."""
+    root = world[0]
+    _torchrun([__file__, "--gather", str(tmp_path)], root, timeout=300)
+    want = torch.cat([torch.arange(6, dtype=torch.float32).reshape(2, 3),
+                      torch.arange(9, dtype=torch.float32).reshape(3, 3) + 100])
+    for r in (0, 1):
+        got = torch.load(tmp_path / f"gather{r}.pt")
+        assert torch.equal(got["rows"], want)
+        assert got["labels"].tolist() == [0, 0, 1, 1, 1]
+        assert torch.equal(got["grad"], torch.full((r + 2, 3), 3.0))  # 1 (rank 0's loss) + 2 (rank 1's)
+
+
 @pytest.mark.slow
 def test_torchrun_module_entry_point(world, tmp_path):
     root, _, parts = world
@@ -282,7 +316,9 @@ def test_torchrun_module_entry_point(world, tmp_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+    if len(sys.argv) == 3 and sys.argv[1] == "--gather":
+        gather_worker(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit("usage: torchrun --nproc_per_node=2 tests/unit/test_distributed.py --worker OUT DUMP")

@@ -154,7 +154,7 @@ class SBIRMethod(nn.Module):
 
         ``batch-hard`` picks, for every sketch, the photo embedding (among ``p`` and ``n`` of the whole
         batch) at the smallest cosine distance that is a valid negative; a sketch without one keeps its
-        sampled negative. Falls back to ``n`` when the batch lacks the label / index keys.
+        sampled negative. Under DDP the candidates are the photos of the global batch (all ranks). Falls back to ``n`` when the batch lacks the label / index keys.
         """
         mode = self.cfg.negatives
         if mode == "random":
@@ -164,9 +164,15 @@ class SBIRMethod(nn.Module):
         keys = ("label", "label_neg", "photo_index", "photo_neg_index")
         if any(k not in batch for k in keys):
             return n
-        cand = torch.cat([p, n])
-        cl = torch.cat([batch["label"], batch["label_neg"]]).to(s.device)
-        ci = torch.cat([batch["photo_index"], batch["photo_neg_index"]]).to(s.device)
+        from ...train.distributed import gather_rows  # the global batch's photos under DDP
+
+        dev = s.device
+        p_all, n_all, l_all, ln_all, i_all, in_all = gather_rows(
+            p, n, batch["label"].to(dev), batch["label_neg"].to(dev), batch["photo_index"].to(dev),
+            batch["photo_neg_index"].to(dev))
+        cand = torch.cat([p_all, n_all])
+        cl = torch.cat([l_all, ln_all])
+        ci = torch.cat([i_all, in_all])
         y = batch["label"].to(s.device)
         if self.setting == "fg":  # same class, another instance than the paired photo
             valid = (cl[None, :] == y[:, None]) & (ci[None, :] != batch["photo_index"].to(s.device)[:, None])
