@@ -180,43 +180,95 @@ def _order(methods) -> list[str]:
     return known + [m for m in methods if m not in known]
 
 
+#: the per-part GZS metrics shown in the HTML table (every other one is in results.csv / .json)
+HTML_GZS_PARTS: tuple[str, ...] = ("seen/mAP@all", "unseen/mAP@all")
+#: metrics of the ablation table, by setting
+ABLATION_METRICS: dict[str, tuple[str, ...]] = {"zs": ("mAP@all", "mAP@200"), "gzs": ("mAP@all",),
+                                                "fg": ("Acc@1", "Acc@5")}
+
+
+def _fmt(metric: str, value: float, ours: bool) -> str:
+    acc = metric.startswith("Acc@")
+    return f"{value * 100 if (acc and ours) else value:.{2 if acc else 3}f}"
+
+
+def _display(method: str) -> str:
+    from .tables import DISPLAY_NAMES
+
+    return DISPLAY_NAMES.get(method, method)
+
+
 def html_results_table(rows: list[dict]) -> str:
-    """Methods x (setting, metric), ours and, in separate columns, the published numbers."""
+    """Methods x (setting, metric), ours and, in separate columns, the published numbers; then the
+    ablation variants in a table of their own (a variant never replaces its method's main row)."""
     if not rows:
         return "<p>No notebook recorded trained runs.</p>"
-    ours = {(r["method"], r["setting"], r["metric"]): r for r in rows if r["source"].startswith("sbirlab")}
+    measured = [r for r in rows if r["source"].startswith("sbirlab")]
+    ours = {(r["method"], r["setting"], r["metric"]): r for r in measured if not r.get("variant")}
     pub = {(r["method"], r["setting"], r["metric"]): r for r in rows if r["source"].startswith("published")}
-    methods = _order(list(dict.fromkeys(r["method"] for r in rows)))
+    methods = _order(list(dict.fromkeys(k[0] for k in [*ours, *pub])))
     cols = []
     for setting in ("zs", "gzs", "fg"):
         ms = [m for m in TABLE_METRICS[setting] if any(k[1] == setting and k[2] == m for k in ours)]
-        parts = sorted({k[2] for k in ours if k[1] == setting and "/" in k[2]})
+        parts = [p for p in HTML_GZS_PARTS if any(k[1] == setting and k[2] == p for k in ours)]
         cols += [(setting, m, "ours") for m in ms + parts]
-    pcols = sorted({(k[1], k[2]) for k in pub}, key=lambda c: (["zs", "gzs", "fg"].index(c[0]), c[1]))
+    order = {st: list(ms) for st, ms in TABLE_METRICS.items()}
+    pcols = sorted({(k[1], k[2]) for k in pub},
+                   key=lambda c: (["zs", "gzs", "fg"].index(c[0]),
+                                  order[c[0]].index(c[1]) if c[1] in order[c[0]] else 99, c[1]))
     cols += [(s_, m, "published") for s_, m in pcols]
 
     def cell(m, c):
         d = (ours if c[2] == "ours" else pub).get((m, c[0], c[1]))
         if d is None:
             return "<td></td>"
-        pct = c[1].startswith("Acc@") and c[2] == "ours"
-        val = d["value"] * 100 if pct else d["value"]
         title = html.escape(", ".join(f"{p}={d.get(p)}" for p in PROVENANCE) if c[2] == "ours" else d["source"])
-        return f'<td title="{title}">{val:.{2 if c[1].startswith("Acc@") else 3}f}</td>'
+        return f'<td title="{title}">{_fmt(c[1], d["value"], c[2] == "ours")}</td>'
 
     head = "".join(f"<th>{html.escape(s_.upper())} {html.escape(m)}{' (%)' if m.startswith('Acc@') else ''}"
                    f"{'<br><i>published</i>' if kind == 'published' else ''}</th>" for s_, m, kind in cols)
-    body = "".join(f"<tr><th>{html.escape(m)}</th>{''.join(cell(m, c) for c in cols)}</tr>" for m in methods)
-    first = next(iter(ours.values()), {})
+    body = "".join(f"<tr><th>{html.escape(_display(m))}</th>{''.join(cell(m, c) for c in cols)}</tr>"
+                   for m in methods)
+    first = next(iter(ours.values()), next(iter(measured), {}))
     prov = ", ".join(f"{p} <code>{html.escape(str(first.get(p)))}</code>" for p in PROVENANCE if p != "metric_convention")
-    convs = sorted({str(r.get("metric_convention")) for r in ours.values() if r.get("metric_convention")})
+    convs = sorted({str(r.get("metric_convention")) for r in measured if r.get("metric_convention")})
     srcs = sorted({r["source"] for r in pub.values()})
-    return (f"<table class='res'><tr><th>method</th>{head}</tr>{body}</table>"
-            f"<p class='small'>Ours: {prov}; versions sbirlab {html.escape(str(first.get('sbirlab')))}, torch "
-            f"{html.escape(str(first.get('torch')))}, open_clip {html.escape(str(first.get('open_clip')))} "
-            f"(hover a cell for its provenance). Metric conventions: {html.escape('; '.join(convs))}. "
-            f"FG Acc@k in percent. Published columns ({html.escape('; '.join(srcs))}) come from other datasets "
-            f"and a far larger CLIP: they show the shape to expect, not targets.</p>")
+    out = (f"<table class='res'><tr><th>method</th>{head}</tr>{body}</table>"
+           f"<p class='small'>Ours: {prov}; versions sbirlab {html.escape(str(first.get('sbirlab')))}, torch "
+           f"{html.escape(str(first.get('torch')))}, open_clip {html.escape(str(first.get('open_clip')))} "
+           f"(hover a cell for its provenance). Metric conventions: {html.escape('; '.join(convs))}. "
+           f"FG Acc@k in percent. Published columns ({html.escape('; '.join(srcs))}) come from other datasets "
+           f"and a far larger CLIP: they show the shape to expect, not targets. GZS per-part metrics other "
+           f"than mAP@all are in results.csv.</p>")
+    return out + _html_ablations(measured)
+
+
+def _html_ablations(measured: list[dict]) -> str:
+    """One row per (method, setting, variant), the full model first: the ablations the notebooks ran."""
+    by = {}
+    for r in measured:
+        by.setdefault((r["method"], r["setting"], r.get("variant") or ""), {})[r["metric"]] = r
+    keys = [k for k in by if k[2]]
+    if not keys:
+        return ""
+    groups = _order(list(dict.fromkeys(k[0] for k in keys)))
+    lines = []
+    for m in groups:
+        for setting in ("zs", "gzs", "fg"):
+            variants = [k[2] for k in keys if k[0] == m and k[1] == setting]
+            if not variants:
+                continue
+            metrics = ABLATION_METRICS.get(setting, ())
+            for v in ["", *variants]:
+                got = by.get((m, setting, v), {})
+                cells = "".join(f"<td>{_fmt(k, got[k]['value'], True) if k in got else ''}</td>" for k in metrics)
+                names = ", ".join(f"{k}{' (%)' if k.startswith('Acc@') else ''}" for k in metrics)
+                lines.append(f"<tr><th>{html.escape(_display(m))}</th><td>{setting.upper()}</td>"
+                             f"<td>{html.escape(v or 'full')}</td><td class='small'>{html.escape(names)}</td>{cells}</tr>")
+    return ("<h3>Ablations</h3><p class='small'>Each variant retrains the method with one ingredient off "
+            "(the run-name suffix); same world, budget and seed as the full model.</p>"
+            f"<table class='res'><tr><th>method</th><th>setting</th><th>variant</th><th>metrics</th>"
+            f"<th colspan='2'>values</th></tr>{''.join(lines)}</table>")
 
 
 def write_index(results: list[NotebookResult], out_dir: Path, meta: dict) -> Path:

@@ -243,3 +243,22 @@ def test_notebook_runs_in_ci_preset(path, tmp_path, kernel_env):
     bad = [k for k, v in r.items() if isinstance(v, float) and not math.isfinite(v)]
     assert not bad, f"non-finite numbers recorded: {bad}"
     CHECKS.get(path.stem, lambda r: None)(r)
+
+
+@pytest.mark.notebook
+def test_the_same_preset_twice_gives_the_same_report_table(tmp_path, kernel_env):
+    """Reproducibility of ``sbirlab report``: notebook 03 retrains its runs in the ci preset each time
+    (throwaway run folders); the two results tables must hold the same values with the same provenance."""
+    pytest.importorskip("papermill")
+    from sbirlab.reports import run_report
+
+    tables = []
+    for k in (1, 2):
+        run_report("ci", tmp_path / f"report{k}", only="03")
+        rows = json.loads((tmp_path / f"report{k}" / "results.json").read_text())["table"]
+        tables.append(sorted((json.dumps({c: v for c, v in r.items() if c != "wall_time_s"}, sort_keys=True))
+                             for r in rows))
+    assert tables[0], "notebook 03 recorded no runs"
+    ours = [json.loads(r) for r in tables[0] if not json.loads(r)["source"].startswith("published")]
+    assert ours and all(r["preset"] == "ci" and r["seed"] is not None and r["torch"] for r in ours)
+    assert tables[0] == tables[1]

@@ -65,7 +65,19 @@ def test_write_index_writes_json_csv_and_html(tmp_path):
             "metric_convention", "sbirlab", "torch", "open_clip"} <= set(rows[0])
     assert any(r["method"] == "b-lin" and r["metric"] == "mAP@200" and r["value"] == "0.422" for r in rows)
     page = (tmp_path / "index.html").read_text()
-    assert "03_a_bars.png" in page and "results.csv" in page and "b-lin" in page
+    assert "03_a_bars.png" in page and "results.csv" in page and "B-Lin" in page
+
+
+def test_an_ablation_variant_never_replaces_the_main_row():
+    results = [nb_result("06_a", [run("dp-clip", "zs", **{"mAP@all": 0.766, "mAP@200": 0.774}),
+                                  run("dp-clip", "zs", variant="patch_matching=False", **{"mAP@all": 0.771}),
+                                  run("dp-clip", "fg", variant="text_scaling=none", **{"Acc@1": 0.0623})])]
+    page = html_results_table(table_rows(collect_runs(results)))
+    main, _, abl = page.partition("<h3>Ablations</h3>")
+    assert "0.766" in main and "0.771" not in main and "6.23" not in main
+    assert "DP-CLIP" in main and "<th>dp-clip</th>" not in main
+    assert "patch_matching=False" in abl and "0.771" in abl and "6.23" in abl and "full" in abl
+    assert "0.766" in abl  # the full model heads its ablation rows
 
 
 def _nb(path: Path, cells):
