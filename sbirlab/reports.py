@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .tables import DISPLAY_NAMES, SETTINGS
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,8 +195,6 @@ def _fmt(metric: str, value: float, ours: bool) -> str:
 
 
 def _display(method: str) -> str:
-    from .tables import DISPLAY_NAMES
-
     return DISPLAY_NAMES.get(method, method)
 
 
@@ -208,14 +208,14 @@ def html_results_table(rows: list[dict]) -> str:
     pub = {(r["method"], r["setting"], r["metric"]): r for r in rows if r["source"].startswith("published")}
     methods = _order(list(dict.fromkeys(k[0] for k in [*ours, *pub])))
     cols = []
-    for setting in ("zs", "gzs", "fg"):
+    for setting in SETTINGS:
         ms = [m for m in TABLE_METRICS[setting] if any(k[1] == setting and k[2] == m for k in ours)]
         parts = [p for p in HTML_GZS_PARTS if any(k[1] == setting and k[2] == p for k in ours)]
         cols += [(setting, m, "ours") for m in ms + parts]
-    order = {st: list(ms) for st, ms in TABLE_METRICS.items()}
+    known = TABLE_METRICS
     pcols = sorted({(k[1], k[2]) for k in pub},
-                   key=lambda c: (["zs", "gzs", "fg"].index(c[0]),
-                                  order[c[0]].index(c[1]) if c[1] in order[c[0]] else 99, c[1]))
+                   key=lambda c: (SETTINGS.index(c[0]),
+                                  known[c[0]].index(c[1]) if c[1] in known[c[0]] else 99, c[1]))
     cols += [(s_, m, "published") for s_, m in pcols]
 
     def cell(m, c):
@@ -254,15 +254,15 @@ def _html_ablations(measured: list[dict]) -> str:
     groups = _order(list(dict.fromkeys(k[0] for k in keys)))
     lines = []
     for m in groups:
-        for setting in ("zs", "gzs", "fg"):
+        for setting in SETTINGS:
             variants = [k[2] for k in keys if k[0] == m and k[1] == setting]
             if not variants:
                 continue
             metrics = ABLATION_METRICS.get(setting, ())
+            names = ", ".join(f"{k}{' (%)' if k.startswith('Acc@') else ''}" for k in metrics)
             for v in ["", *variants]:
                 got = by.get((m, setting, v), {})
                 cells = "".join(f"<td>{_fmt(k, got[k]['value'], True) if k in got else ''}</td>" for k in metrics)
-                names = ", ".join(f"{k}{' (%)' if k.startswith('Acc@') else ''}" for k in metrics)
                 lines.append(f"<tr><th>{html.escape(_display(m))}</th><td>{setting.upper()}</td>"
                              f"<td>{html.escape(v or 'full')}</td><td class='small'>{html.escape(names)}</td>{cells}</tr>")
     return ("<h3>Ablations</h3><p class='small'>Each variant retrains the method with one ingredient off "

@@ -154,7 +154,8 @@ class SBIRMethod(nn.Module):
 
         ``batch-hard`` picks, for every sketch, the photo embedding (among ``p`` and ``n`` of the whole
         batch) at the smallest cosine distance that is a valid negative; a sketch without one keeps its
-        sampled negative. Under DDP the candidates are the photos of the global batch (all ranks). Falls back to ``n`` when the batch lacks the label / index keys.
+        sampled negative. Under DDP the candidates are the photos of the global batch (all ranks).
+        Falls back to ``n`` when the batch lacks the label / index keys.
         """
         mode = self.cfg.negatives
         if mode == "random":
@@ -166,16 +167,13 @@ class SBIRMethod(nn.Module):
             return n
         from ...train.distributed import gather_rows  # the global batch's photos under DDP
 
-        dev = s.device
-        p_all, n_all, l_all, ln_all, i_all, in_all = gather_rows(
-            p, n, batch["label"].to(dev), batch["label_neg"].to(dev), batch["photo_index"].to(dev),
-            batch["photo_neg_index"].to(dev))
+        y, yn, i, i_neg = (batch[k].to(s.device) for k in keys)
+        p_all, n_all, y_all, yn_all, i_all, ineg_all = gather_rows(p, n, y, yn, i, i_neg)
         cand = torch.cat([p_all, n_all])
-        cl = torch.cat([l_all, ln_all])
-        ci = torch.cat([i_all, in_all])
-        y = batch["label"].to(s.device)
+        cl = torch.cat([y_all, yn_all])
+        ci = torch.cat([i_all, ineg_all])
         if self.setting == "fg":  # same class, another instance than the paired photo
-            valid = (cl[None, :] == y[:, None]) & (ci[None, :] != batch["photo_index"].to(s.device)[:, None])
+            valid = (cl[None, :] == y[:, None]) & (ci[None, :] != i[:, None])
         else:
             valid = cl[None, :] != y[:, None]
         with torch.no_grad():
