@@ -9,6 +9,10 @@ benchmarks' sketches. The tiny CLIP does the same in miniature:
   :func:`sbirlab.data.synthetic.render_drawing`, a style deliberately different from the SBIR
   sketch renderer: hand-drawn sketches stay out of distribution, which is the domain gap that
   prompt learning then closes;
+* optionally, a share of **real human doodles** (Quick, Draw!, Google, CC BY 4.0: the *pretrain*
+  part of ``data/real/quickdraw``, never its held-out part and never an SBIR training or test
+  sketch), each rendered several times with a random pose, pen width and dropped strokes, and
+  captioned "a doodle of a cup." -- as web drawings entered real CLIP's corpus;
 * instances drawn with their own seeds, disjoint from every instance of the SBIR datasets.
 
 Loss: the symmetric image-text contrastive loss of CLIP (Radford et al. 2021) with class-aware
@@ -43,6 +47,9 @@ class PretrainConfig:
     photos_per_class: int = 600       # unique photo instances per class in the corpus
     drawing_share: float = 0.3        # fraction of the corpus that is clean drawings
     drawing_style: str = "mixed"      # outline | cartoon | mixed (see render_drawing)
+    doodle_share: float = 0.0         # fraction of the corpus that is renderings of real doodles
+    doodle_dir: str | None = None     # QuickDraw ndjson folder (None = sbirlab's data/real/quickdraw)
+    pose_range: float = 1.0           # instance pose spread of the world (see make_instance)
     captions_per_image: int = 3
     samples: int = 400_000            # samples seen (steps = samples / batch_size)
     batch_size: int = 128
@@ -63,19 +70,63 @@ class PretrainConfig:
 # ---------------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------------
-def _render_chunk(args):
-    """Render (image, class, caption strings) for a list of (label, seed, kind) jobs (worker)."""
-    from .data.synthetic import caption, make_instance, render_drawing, render_photo
+_DOODLE_TEMPLATES = ("a doodle of a {c}.", "a quick doodle of a {c}.", "a drawing of a {c}.",
+                     "a sketch of a {c}.", "a scribble of a {c}.", "a hand drawn {c}.")
 
-    jobs, size, style, n_cap = args
+
+def augment_doodle(strokes, rng: np.random.Generator):
+    """A random rendering of a doodle: pose (scale, rotation, shear, shift), point jitter, dropped strokes.
+
+    ``strokes`` are on QuickDraw's 256 canvas; returns ``(strokes, width)`` on the same canvas.
+    """
+    from .data.doodles import frame_doodle
+
+    pts = [np.asarray(st, np.float64).reshape(-1, 2) for st in frame_doodle(strokes)]
+    if len(pts) > 3:  # people leave details out: drop up to a quarter of the strokes, never the first
+        keep = [0] + [k for k in range(1, len(pts)) if rng.random() > 0.15]
+        pts = [pts[k] for k in keep]
+    a = rng.uniform(-0.2, 0.2)
+    sc = rng.uniform(0.75, 1.15)
+    sh = rng.normal(0, 0.08)
+    A = sc * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1.0, sh], [0.0, 1.0]])
+    if rng.random() < 0.5:
+        A = A @ np.diag([-1.0, 1.0])
+    off = 128 + rng.normal(0, 10, 2)
+    out = [((p - 128) @ A.T + off + rng.normal(0, 1.0, p.shape)).astype(np.float32) for p in pts]
+    return out, float(rng.uniform(2.0, 5.0))
+
+
+def _render_chunk(args):
+    """Render (image, caption strings) for a list of (label, seed, kind) jobs (worker).
+
+    ``kind`` is ``"photo"``, ``"drawing"`` or ``("doodle", strokes)`` (a real doodle's strokes).
+    """
+    from .data.strokes import rasterize_strokes
+    from .data.synthetic import CANVAS, caption, class_text, make_instance, render_drawing, render_photo
+
+    jobs, size, style, n_cap, pose_range = args
     imgs, caps = np.zeros((len(jobs), size, size, 3), np.uint8), []
     for i, (label, seed, kind) in enumerate(jobs):
-        inst = make_instance(label, seed)
+        rng = np.random.default_rng(seed)
+        if isinstance(kind, tuple):  # a real doodle
+            strokes, w = augment_doodle(kind[1], rng)
+            imgs[i] = np.asarray(rasterize_strokes(strokes, size=size, width=w, canvas=CANVAS))
+            caps.append([_DOODLE_TEMPLATES[rng.integers(len(_DOODLE_TEMPLATES))].format(c=class_text(label))
+                         for _ in range(n_cap)])
+            continue
+        inst = make_instance(label, seed, pose_range)
         img = render_photo(inst, size) if kind == "photo" else render_drawing(inst, size, style)
         imgs[i] = np.asarray(img)
-        rng = np.random.default_rng(seed)
         caps.append([caption(inst, kind, rng) for _ in range(n_cap)])
     return imgs, caps
+
+
+def pretrain_doodles(cfg: PretrainConfig, classes: list[str]) -> list[tuple[str, list]]:
+    """The real doodles the corpus may use: ``(world class, strokes)`` of the *pretrain* part only."""
+    from .data.doodles import default_doodle_dir, load_doodles
+
+    d = load_doodles(cfg.doodle_dir or default_doodle_dir(), part="pretrain")
+    return [(r.label, r.strokes) for r in d if r.label in classes]
 
 
 def build_corpus(cfg: PretrainConfig, classes: list[str], tokenizer, progress=True):
@@ -92,11 +143,23 @@ def build_corpus(cfg: PretrainConfig, classes: list[str], tokenizer, progress=Tr
         for i in range(n_draw):
             jobs.append((c, _seed("pretrain-drawing", cfg.seed, c, i) % 2 ** 31, "drawing"))
             labels.append(ci)
+    if cfg.doodle_share > 0:
+        if not 0 < cfg.doodle_share < 1 - cfg.drawing_share:
+            raise ValueError(f"doodle_share={cfg.doodle_share} must be in (0, 1 - drawing_share)")
+        doodles = pretrain_doodles(cfg, classes)
+        if not doodles:
+            raise ValueError("doodle_share > 0 but no pretraining doodle of the corpus classes was found")
+        # the corpus so far is (1 - doodle_share) of the whole: renderings per doodle to reach the share
+        n_doodle = int(round(len(jobs) * cfg.doodle_share / (1 - cfg.doodle_share)))
+        for k in range(n_doodle):
+            label, strokes = doodles[k % len(doodles)]
+            jobs.append((label, _seed("pretrain-doodle", cfg.seed, k) % 2 ** 31, ("doodle", strokes)))
+            labels.append(classes.index(label))
     order = rng.permutation(len(jobs))
     jobs = [jobs[i] for i in order]
     labels = np.asarray(labels)[order]
     chunks = [jobs[i:i + 500] for i in range(0, len(jobs), 500)]
-    args = [(ch, cfg.size, cfg.drawing_style, cfg.captions_per_image) for ch in chunks]
+    args = [(ch, cfg.size, cfg.drawing_style, cfg.captions_per_image, cfg.pose_range) for ch in chunks]
     t0 = time.time()
     if cfg.workers > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -108,15 +171,17 @@ def build_corpus(cfg: PretrainConfig, classes: list[str], tokenizer, progress=Tr
     caps = [c for r in results for c in r[1]]
     flat = [t for cs in caps for t in cs]
     tokens = tokenizer(flat).view(len(caps), cfg.captions_per_image, -1)
-    is_drawing = torch.tensor([j[2] == "drawing" for j in jobs])
-    log.info("corpus: %d images (%d drawings) rendered in %.0f s", len(jobs), int(is_drawing.sum()), time.time() - t0)
+    is_drawing = torch.tensor([j[2] != "photo" for j in jobs])
+    n_doodles = sum(isinstance(j[2], tuple) for j in jobs)
+    log.info("corpus: %d images (%d drawings, %d of them doodle renderings) rendered in %.0f s", len(jobs),
+             int(is_drawing.sum()), n_doodles, time.time() - t0)
     return images, torch.from_numpy(labels), tokens, is_drawing
 
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation: zero-shot classification of photos and sketches, fresh held-out instances
 # ---------------------------------------------------------------------------------------------
-def heldout_set(classes, per_class, size, seed, kinds=("photo", "sketch")):
+def heldout_set(classes, per_class, size, seed, kinds=("photo", "sketch"), pose_range: float = 1.0):
     """Fresh instances (seeds disjoint from corpus and datasets): photos and SBIR-style sketches."""
     from .data.synthetic import _seed, make_instance, render_photo, render_sketch
 
@@ -124,7 +189,7 @@ def heldout_set(classes, per_class, size, seed, kinds=("photo", "sketch")):
     labels = []
     for ci, c in enumerate(classes):
         for i in range(per_class):
-            inst = make_instance(c, _seed("heldout", seed, c, i) % 2 ** 31)
+            inst = make_instance(c, _seed("heldout", seed, c, i) % 2 ** 31, pose_range)
             if "photo" in kinds:
                 out["photo"].append(np.asarray(render_photo(inst, size)))
             if "sketch" in kinds:
@@ -132,6 +197,15 @@ def heldout_set(classes, per_class, size, seed, kinds=("photo", "sketch")):
             labels.append(ci)
     t = {k: torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2).contiguous() for k, v in out.items()}
     return t, torch.tensor(labels)
+
+
+def heldout_doodles(cfg: PretrainConfig, classes: list[str]):
+    """The *held-out* real doodles (never in the corpus) as ``(uint8 [N, 3, H, W], labels)``."""
+    from .data.doodles import default_doodle_dir, doodle_images, load_doodles
+
+    d = [r for r in load_doodles(cfg.doodle_dir or default_doodle_dir(), part="heldout") if r.label in classes]
+    imgs = doodle_images(d, cfg.size)
+    return imgs, torch.tensor([classes.index(r.label) for r in d])
 
 
 def normalize(images_u8: torch.Tensor, mean, std) -> torch.Tensor:
@@ -218,7 +292,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship
     model = open_clip.create_model(cfg.arch, pretrained=None).to(device)
     tokenizer = open_clip.get_tokenizer(cfg.arch)
     images, labels, tokens, is_drawing = build_corpus(cfg, classes, tokenizer, progress)
-    held, held_labels = heldout_set(classes, cfg.eval_per_class, cfg.size, seed=cfg.seed + 1)
+    held, held_labels = heldout_set(classes, cfg.eval_per_class, cfg.size, seed=cfg.seed + 1,
+                                    pose_range=cfg.pose_range)
+    held_doodles = heldout_doodles(cfg, classes) if cfg.doodle_share > 0 else None
 
     steps = cfg.samples // cfg.batch_size
     if steps < 1:
@@ -277,6 +353,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship
         if step % cfg.eval_every == 0 or step == steps:
             rec["photo_acc_all"] = zero_shot_accuracy(model, tokenizer, classes, held["photo"], held_labels, cfg.mean, cfg.std, device=device)
             rec["sketch_acc_all"] = zero_shot_accuracy(model, tokenizer, classes, held["sketch"], held_labels, cfg.mean, cfg.std, device=device)
+            if held_doodles is not None:  # real doodles of the held-out part, never in the corpus
+                rec["doodle_acc_all"] = zero_shot_accuracy(model, tokenizer, classes, held_doodles[0], held_doodles[1],
+                                                           cfg.mean, cfg.std, device=device)
             bar.set_postfix(loss=f"{float(loss):.3f}", photo=f"{rec['photo_acc_all']:.2f}", sketch=f"{rec['sketch_acc_all']:.2f}")
             log.info("step %d loss %.3f photo %.3f sketch %.3f", step, float(loss), rec["photo_acc_all"], rec["sketch_acc_all"])
             t_last = time.time()

@@ -71,10 +71,13 @@ class Instance:
     words: list[str] = field(default_factory=list)
 
 
-def make_instance(label: str, seed: int) -> Instance:
+def make_instance(label: str, seed: int, pose_range: float = 1.0) -> Instance:
     """Run the drawing program of ``label`` with ``seed`` and apply the instance pose.
 
     The pose (scale, shift, small rotation, mirror) is part of the fine-grained attributes.
+    ``pose_range`` widens (> 1) or narrows the pose distribution: scale in ``[1 - 0.22 r, 1]``, shift
+    up to ``0.07 r`` / ``0.06 r`` of the side, rotation up to ``0.18 r`` rad. Wider poses make the
+    instances of a class differ more (harder category-level retrieval, more to tell instances apart by).
     """
     try:
         cat = CATEGORIES[label]
@@ -83,9 +86,12 @@ def make_instance(label: str, seed: int) -> Instance:
     rng = np.random.default_rng(_seed("instance", label, seed))
     b = Builder(rng)
     cat.program(b)
-    scale = b.uniform("pose_scale", 0.78, 1.0)
-    shift = (b.uniform("pose_dx", -0.07, 0.07), b.uniform("pose_dy", -0.06, 0.06))
-    angle = b.uniform("pose_rot", -0.18, 0.18)
+    r = float(pose_range)
+    if not 0 <= r <= 3:
+        raise ValueError(f"pose_range must be in [0, 3], got {pose_range!r}")
+    scale = b.uniform("pose_scale", 1.0 - 0.22 * r, 1.0)
+    shift = (b.uniform("pose_dx", -0.07 * r, 0.07 * r), b.uniform("pose_dy", -0.06 * r, 0.06 * r))
+    angle = b.uniform("pose_rot", -0.18 * r, 0.18 * r)
     mirror = bool(b.integer("pose_mirror", 0, 1))
     parts = transform_parts(b.parts, scale, shift, angle, mirror)
     return Instance(label, seed, parts, dict(b.attrs), list(b.words))
@@ -415,6 +421,7 @@ class WorldConfig:
     val_fraction: float = 0.1
     classes: tuple[str, ...] | None = None  # None = every registered class
     sketch_difficulty: float = 1.0          # scales every drawer's sloppiness (see harder())
+    pose_range: float = 1.0                 # widens the instance pose distribution (see make_instance())
 
     def class_list(self) -> list[str]:
         return sorted(self.classes) if self.classes else all_categories()
@@ -423,8 +430,9 @@ class WorldConfig:
         d = asdict(self)
         d["version"] = WORLD_VERSION
         d["classes"] = self.class_list()
-        if d["sketch_difficulty"] == 1.0:  # keeps the keys of worlds made before the knob existed
-            del d["sketch_difficulty"]
+        for knob in ("sketch_difficulty", "pose_range"):  # keeps the keys of worlds made before the knobs
+            if d[knob] == 1.0:
+                del d[knob]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -463,7 +471,7 @@ def _render_class(args) -> tuple[str, list[dict]]:
     records, meta = [], []
     for i in range(cfg.photos_per_class):
         seed = _seed("world", cfg.seed, label, i) % (2 ** 31)
-        inst = make_instance(label, seed)
+        inst = make_instance(label, seed, cfg.pose_range)
         pid = f"{label}_{i:04d}"
         render_photo(inst, cfg.size).save(out / "photo" / label / f"{pid}.png", compress_level=1)
         drawers = np.random.default_rng(seed).permutation(len(DRAWERS))[: cfg.sketches_per_photo]
