@@ -80,6 +80,7 @@ def augment_doodle(strokes, rng: np.random.Generator):
     ``strokes`` are on QuickDraw's 256 canvas; returns ``(strokes, width)`` on the same canvas.
     """
     from .data.doodles import frame_doodle
+    from .data.synthetic import CANVAS
 
     pts = [np.asarray(st, np.float64).reshape(-1, 2) for st in frame_doodle(strokes)]
     if len(pts) > 3:  # people leave details out: drop up to a quarter of the strokes, never the first
@@ -91,8 +92,8 @@ def augment_doodle(strokes, rng: np.random.Generator):
     A = sc * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1.0, sh], [0.0, 1.0]])
     if rng.random() < 0.5:
         A = A @ np.diag([-1.0, 1.0])
-    off = 128 + rng.normal(0, 10, 2)
-    out = [((p - 128) @ A.T + off + rng.normal(0, 1.0, p.shape)).astype(np.float32) for p in pts]
+    off = CANVAS / 2 + rng.normal(0, 10, 2)
+    out = [((p - CANVAS / 2) @ A.T + off + rng.normal(0, 1.0, p.shape)).astype(np.float32) for p in pts]
     return out, float(rng.uniform(2.0, 5.0))
 
 

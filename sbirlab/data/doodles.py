@@ -93,8 +93,8 @@ def load_doodles(folder: str | Path, part: str = "all", classes=None) -> list[Do
         if label not in known:
             raise ValueError(f"{f}: QuickDraw word {f.stem!r} maps to no world class; "
                              f"name the file after one of: {', '.join(sorted(known))}")
-        for _, rec in read_ndjson(f):
-            key = str(rec.get("key_id", f"{f.stem}-{len(out)}"))
+        for line, rec in read_ndjson(f):
+            key = str(rec.get("key_id", f"{f.stem}-{line}"))  # by line: the same key whatever part is read
             if part != "all" and doodle_part(key) != part:
                 continue
             strokes = [s for s in quickdraw_to_strokes(rec["drawing"]) if len(s) >= 2]
