@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a saved run on its test classes")
     ev.add_argument("--run", required=True)
+    ev.add_argument("--doodles", metavar="DIR",
+                    help="real doodles (QuickDraw ndjson files named by their word) as queries of the run")
+    ev.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
 
     rp = sub.add_parser("report", help="execute every notebook with papermill into reports/")
     rp.add_argument("--preset", default="default", choices=["default", "ci", "cpu", "paper"])
@@ -177,10 +180,10 @@ def main(argv=None) -> int:
             print(f"{name:32s} " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  ({m['wall_time_s']:.0f} s)")
         return 0
     if args.cmd == "eval":
-        from .experiment import evaluate_run
+        from .experiment import evaluate_doodles, evaluate_run
         try:
-            metrics = evaluate_run(args.run)
-        except FileNotFoundError as e:
+            metrics = evaluate_doodles(args.run, args.doodles) if args.doodles else evaluate_run(args.run)
+        except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(json.dumps(metrics, indent=2))

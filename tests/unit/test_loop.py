@@ -396,3 +396,40 @@ def test_frozen_reference_run_needs_no_training(world, tmp_path):
     assert metrics["train_steps"] == 0 and metrics["trainable_parameters"] == 0
     run = load_run(tmp_path, backbone=nano_backbone())
     assert run.metrics["mAP@all"] == metrics["mAP@all"] and not run.method.trainable_named_parameters()
+
+
+def test_evaluate_doodles_queries_the_unseen_gallery_and_leaves_pretrain_doodles_out(world, tmp_path):
+    """``sbirlab eval --run RUN --doodles DIR``: real-format QuickDraw files as queries of a run."""
+    from sbirlab.data import doodles as D
+    from sbirlab.experiment import evaluate_doodles, pretrain_doodle_keys
+
+    _, parts = world
+    cfg = RunConfig(method="frozen", preset="ci", backbone="sbirlab-nano")
+    run_experiment(cfg, tmp_path / "run", progress=False, backbone=nano_backbone())
+    run = load_run(tmp_path / "run", backbone=nano_backbone())
+    unseen = sorted({g.label for g in parts.test_gallery})[:2]
+    seen = sorted({s.label for s in parts.train_sketches})[0]
+    folder = tmp_path / "doodles"
+    folder.mkdir()
+    seen_key = sorted(pretrain_doodle_keys())[0]  # a doodle the shipped tiny CLIP pretrained on
+    rng = np.random.default_rng(0)
+    for k, word in enumerate(unseen + [seen]):
+        with open(folder / f"{word}.ndjson", "w") as f:
+            for j in range(3):
+                key = seen_key if (k, j) == (0, 0) else f"test-{k}-{j}"
+                xs, ys = rng.integers(0, 255, 6).tolist(), rng.integers(0, 255, 6).tolist()
+                f.write(json.dumps({"word": word, "key_id": key, "drawing": [[xs, ys]]}) + "\n")
+    out = evaluate_doodles(run, folder)
+    assert out["n"] == 8 and out["n_excluded_pretrain"] == 1 and out["n_classes"] == 70
+    assert out["n_retrieval"] == 5 and out["n_gallery"] == len(parts.test_gallery)
+    assert 0.0 <= out["class_accuracy"] <= 1.0 and 0.0 < out["mAP@all"] <= 1.0 and 0.0 <= out["P@100"] <= 1.0
+    assert evaluate_doodles(run, folder) == out  # deterministic
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate_doodles(run, tmp_path / "nope")
+    only_seen = tmp_path / "only_seen"
+    only_seen.mkdir()
+    (only_seen / f"{unseen[0]}.ndjson").write_text(json.dumps(
+        {"word": unseen[0], "key_id": seen_key, "drawing": [[[1, 200], [1, 200]]]}) + "\n")
+    with pytest.raises(ValueError, match="no doodle left"):
+        evaluate_doodles(run, only_seen)
+    assert D.doodle_part(seen_key) == "pretrain"

@@ -415,3 +415,26 @@ def test_batch_hard_keeps_the_sampled_negative_without_a_valid_one_and_rejects_u
     assert torch.equal(m.negatives(s, p, n, {}), n)  # no label keys (e.g. a custom batch)
     with pytest.raises(ValueError, match="negatives must be"):
         make("b-deep", "zs", tokenizer, negatives="semi").negatives(s, p, n, batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper preset gives each method its paper's learning rates (issue 12, bug 4)
+
+
+def test_paper_preset_sets_each_methods_learning_rates_and_cpu_keeps_its_own(tokenizer):
+    from sbirlab.experiment import PRESETS, RunConfig
+    from sbirlab.models.registry import method_names
+
+    assert set(PRESETS["paper"]["method_by_name"]) == set(method_names()) - {"frozen"}
+    assert RunConfig(method="clip-at", preset="paper").resolved_method() == {"lr": 1e-4, "lr_ln": 1e-6}
+    assert RunConfig(method="dp-clip", preset="paper").resolved_method() == {"lr": 1e-5, "lr_ln": 1e-6}
+    assert RunConfig(method="dp-clip", preset="paper", method_cfg={"lr": 3e-5}).resolved_method()["lr"] == 3e-5
+    # the cpu preset (the shipped runs) is unchanged: its methods keep their own defaults
+    assert RunConfig(method="clip-at", preset="cpu").resolved_method() == {"negatives": "batch-hard"}
+    for name in method_names():
+        opts = RunConfig(method=name, preset="paper").resolved_method()
+        m = make(name, "zs", tokenizer, **opts)  # every option is one the method knows
+        for k, v in opts.items():
+            assert getattr(m.cfg, k) == v
+        lrs = {g["lr"] for g in m.param_groups()}
+        assert not opts or lrs <= {opts["lr"], opts.get("lr_ln", opts["lr"])}, (name, lrs)
