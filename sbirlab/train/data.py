@@ -92,25 +92,37 @@ class ImageLoader:
         return len(self.bad)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, rows: Sequence[int] | None = None,
-            total: int | None = None) -> torch.Tensor:
+def augment_draw(gen: torch.Generator, total: int, size: int) -> tuple[torch.Tensor, int, int]:
+    """One random draw of :func:`augment`: per-row flips of a batch of ``total`` and one shift.
+
+    Drawing once and applying the draw to several tensors keeps them spatially consistent (a sketch
+    and its paired photo must be flipped and shifted alike, or fine-grained targets are wrong).
+    """
+    flip = torch.rand(total, generator=gen) < 0.5
+    p = max(1, size // 16)
+    dx, dy = (int(v) for v in torch.randint(0, 2 * p + 1, (2,), generator=gen))
+    return flip, dx, dy
+
+
+def augment(x: torch.Tensor, gen: torch.Generator | None, rows: Sequence[int] | None = None,
+            total: int | None = None, draw: tuple[torch.Tensor, int, int] | None = None) -> torch.Tensor:
     """Light augmentation on a normalised batch: random horizontal flip and shift (<= 1/16 side).
 
     Args:
         x: ``[B, 3, H, W]``.
-        gen: the batch's generator.
+        gen: the batch's generator (used when ``draw`` is None).
         rows: when ``x`` holds only rows ``rows`` of a batch of ``total`` images (a data-parallel
             shard), the random draws are made for the whole batch and the shard's rows are used, so
             the shard is augmented exactly as in the full batch.
         total: size of the full batch (default ``B``).
+        draw: a draw from :func:`augment_draw` to apply (to augment several tensors alike).
     """
     B, _, H, W = x.shape
-    flip = torch.rand(total or B, generator=gen) < 0.5
+    flip, dx, dy = draw if draw is not None else augment_draw(gen, total or B, H)
     if rows is not None:
         flip = flip[torch.as_tensor(list(rows), dtype=torch.long)]
     x = torch.where(flip.view(B, 1, 1, 1), x.flip(3), x)
     p = max(1, H // 16)
-    dx, dy = (int(v) for v in torch.randint(0, 2 * p + 1, (2,), generator=gen))
     return F.pad(x, (p, p, p, p), mode="replicate")[:, :, dy:dy + H, dx:dx + W]
 
 
@@ -266,7 +278,10 @@ class TripletData:
             ph = self.loader.batch([self.photos[p] for _, p, _ in trip])
             ng = self.loader.batch([self.photos[n] for _, _, n in trip])
             if self.do_augment:
-                sk, ph, ng = (augment(x, gen, rows, len(idx)) for x in (sk, ph, ng))
+                # a sketch and its paired photo share one draw (same flip and shift); the negative has its own
+                pair = augment_draw(gen, len(idx), sk.shape[-1])
+                sk, ph = augment(sk, None, rows, draw=pair), augment(ph, None, rows, draw=pair)
+                ng = augment(ng, gen, rows, len(idx))
             extra = {} if not self.total_steps else \
                 {"progress": torch.tensor((epoch * len(self) + step) / self.total_steps, dtype=torch.float32)}
             yield {

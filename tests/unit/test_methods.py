@@ -407,6 +407,26 @@ def test_batch_hard_negatives_fg_pick_another_instance_of_the_same_class(tokeniz
     assert torch.allclose(got, torch.stack([n[2], n[1], n[0]]))
 
 
+# DP-CLIP and SpLIP mine their own negatives (the papers' curricula, see their tests)
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("frozen", "dp-clip", "splip")])
+def test_every_triplet_method_takes_its_negatives_from_cfg(name, tokenizer, monkeypatch):
+    """``cfg.negatives`` reaches the loss of every method that trains on triplets (issue 12, bug 3:
+    B-MM used the sampled negative whatever the setting)."""
+    m = make(name, "zs", tokenizer, negatives="batch-hard")
+    calls = []
+    real = type(m).negatives
+
+    def spy(self, s, p, n, batch):
+        out = real(self, s, p, n, batch)
+        calls.append(out)
+        return out
+
+    monkeypatch.setattr(type(m), "negatives", spy)
+    m.train()
+    m(hand_batch())
+    assert len(calls) == 1, f"{name}: loss did not call negatives()"
+
+
 def test_batch_hard_keeps_the_sampled_negative_without_a_valid_one_and_rejects_unknown_modes(tokenizer):
     m = make("b-deep", "zs", tokenizer, negatives="batch-hard")
     s, p, n, batch = _neg_case()

@@ -192,7 +192,7 @@ class BMM(SBIRMethod):
         s = self.encode_sketch(batch["sketch"])
         p = self.encode_photo(batch["photo"])
         n = self.encode_photo(batch["photo_neg"])
-        l_tri = triplet_loss(s, p, n, self.cfg.margin)
+        l_tri = triplet_loss(s, p, self.negatives(s, p, n, batch), self.cfg.margin)
         t = self.prompted_class_text()
         y = batch["label"]
         l_cls = classification_loss(s, y, t, self.logit_scale) + classification_loss(p, y, t, self.logit_scale)
