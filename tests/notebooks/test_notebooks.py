@@ -130,7 +130,8 @@ def _check_06(r: dict) -> None:
     assert {"routed (sbirlab)", "true category (paper)"} == set(r["fg_protocols"])
     assert r["fg_protocols"]["routed (sbirlab)"]["Acc@1"] == r["dp_clip"]["fg"]["Acc@1"]  # = the recorded run
     assert set(r["ablations"]) == {"fg/full", "fg/text_scaling=none", "fg/patch_matching=False"}
-    assert r["dp_clip"]["fg"]["train_steps"] == 3 and len(r["router_control"]) == 3
+    assert r["dp_clip"]["fg"]["train_steps"] == 3 and len(r["router_control"]) == 4
+    assert "DP-CLIP, no category prompts (trained)" in r["router_control"]  # the route-free variant
     _table_checks(r)
 
 

@@ -22,7 +22,7 @@ import sbirlab  # noqa: F401  (registers the tiny configs)
 from sbirlab.experiment import RunConfig, load_data, load_run, run_experiment
 from sbirlab.models.methods.clip_at import layernorm_parameters
 from sbirlab.models.methods.dp_clip import (TEMPLATES, curriculum_weight, prompt_outputs, select_negatives,
-                                            window_boxes)
+                                            support_rows, window_boxes)
 from sbirlab.models.registry import build_method
 
 CLASSES = ["cat", "dog", "hot_air_balloon", "tree"]
@@ -310,6 +310,122 @@ def test_fg_uses_one_category_batches_and_falls_back_to_the_sampled_negative(tok
 
 
 # ---------------------------------------------------------------------------------------------
+# category-level training never reads the label (issue 12): routed categories, or no category at all
+
+
+def _perturbed(m):
+    """Make prompts depend on the support set and scales act (both are neutral at initialisation)."""
+    with torch.no_grad():
+        m.generator.attn.out_proj.weight.normal_(0, 0.1)
+        for sc in getattr(m, "scalers", []):
+            sc.att_b.weight.normal_(0, 0.1)
+            sc.mlp_b.weight.normal_(0, 0.1)
+    return m
+
+
+def _tagged(b):
+    """Give every batch image an id in its first pixel: sketch i -> 1000 + i, photo j -> 2000 + j."""
+    b = dict(b)
+    b["sketch"], b["photo"] = b["sketch"].clone(), b["photo"].clone()
+    b["sketch"][:, 0, 0, 0] = 1000 + torch.arange(len(b["sketch"])).float()
+    b["photo"][:, 0, 0, 0] = 2000 + torch.arange(len(b["photo"])).float()
+    return b
+
+
+def _spy_vision(m, monkeypatch):
+    """Record ``(images, prompts, scales, (global, local))`` of every ``_vision`` call."""
+    calls = []
+    real = m._vision
+
+    def spy(images, prompts, scales, local):
+        out = real(images, prompts, scales, local)
+        calls.append((images, prompts, scales, out))
+        return out
+
+    monkeypatch.setattr(m, "_vision", spy)
+    return calls
+
+
+def test_zs_training_prompts_follow_the_router_not_the_label(tokenizer, monkeypatch):
+    """At category level a training image gets the prompts and scales of the category the frozen CLIP
+    routes it to (here never its label), with that routed category's support set."""
+    m = _perturbed(make("zs", tokenizer, prompt_dropout=0.0)).train()
+    b = _tagged(zs_batch())  # labels [0, 0, 1, 1]
+    guess = {1000: 3, 1001: 2, 1002: 2, 1003: 3, 2000: 2, 2001: 3, 2002: 3, 2003: 2}  # never the label
+    monkeypatch.setattr(m, "route", lambda x, text=None: torch.tensor([guess[int(v)] for v in x[:, 0, 0, 0].round()]))
+    calls = _spy_vision(m, monkeypatch)
+    m(b)
+    (sk, sk_p, sk_s, _), (ph, ph_p, ph_s, _) = calls[:2]
+    assert torch.equal(sk, b["sketch"]) and torch.equal(ph, b["photo"])
+    # the routed categories 2 and 3: support = first sketch + first two photos routed to each
+    support = torch.stack([torch.stack([b["sketch"][1], b["photo"][0], b["photo"][3]]),
+                           torch.stack([b["sketch"][0], b["photo"][1], b["photo"][2]])])
+    with torch.no_grad():
+        P, S = m.category_params(m.train_text[torch.tensor([2, 3])], support)
+        by_label = torch.stack([sc.mlp(m.train_text[b["label"]]) for sc in m.scalers], dim=1)
+    rs, rp = torch.tensor([1, 0, 0, 1]), torch.tensor([0, 1, 1, 0])  # guesses 3, 2, 2, 3 / 2, 3, 3, 2 -> rows of P
+    for got, want in ((sk_s, S[rs]), (ph_s, S[rp]), (sk_p, P[rs]), (ph_p, P[rp])):
+        torch.testing.assert_close(got, want)
+    assert not torch.allclose(sk_s, by_label, atol=1e-4)  # the label's scales would differ
+
+
+@pytest.mark.parametrize("opts", [{}, {"category_prompts": "none"}], ids=["routed", "none"])
+def test_zs_training_embeddings_never_read_the_label(opts, tokenizer, monkeypatch):
+    """Relabelling a category-level batch changes the loss's targets, never an embedding."""
+    m = _perturbed(make("zs", tokenizer, prompt_dropout=0.0, **opts)).train()
+    calls = _spy_vision(m, monkeypatch)
+    b = zs_batch()
+    m(b)
+    m({**b, "label": torch.tensor([3, 3, 0, 0])})
+    assert len(calls) == 4
+    for first, again in zip(calls[:2], calls[2:]):
+        torch.testing.assert_close(first[3][0], again[3][0], atol=0, rtol=0)
+        torch.testing.assert_close(first[3][1], again[3][1], atol=0, rtol=0)
+
+
+def test_fg_training_keeps_the_given_category(tokenizer, monkeypatch):
+    """FG protocol: the category is given; training reads it and never routes."""
+    m = make("fg", tokenizer, prompt_dropout=0.0).train()
+    monkeypatch.setattr(m, "route", lambda *a, **k: (_ for _ in ()).throw(AssertionError("routed")))
+    calls = _spy_vision(m, monkeypatch)
+    b = {**fg_batch(), "label": torch.full((4,), 2)}
+    m(b)
+    with torch.no_grad():
+        expect = torch.stack([sc.mlp(m.train_text[b["label"]]) for sc in m.scalers], dim=1)
+    torch.testing.assert_close(calls[0][2], expect)
+    torch.testing.assert_close(calls[1][2], expect)
+
+
+def test_shared_prompts_give_every_image_one_set(tokenizer, monkeypatch):
+    """``category_prompts="none"``: one prompt / scale set from the batch's first sketch and first two
+    photos and the mean class text, in training; at test time from the first query and gallery items."""
+    m = _perturbed(make("zs", tokenizer, prompt_dropout=0.0, category_prompts="none")).train()
+    monkeypatch.setattr(m, "route", lambda *a, **k: (_ for _ in ()).throw(AssertionError("routed")))
+    calls = _spy_vision(m, monkeypatch)
+    b = zs_batch()
+    m(b)
+    with torch.no_grad():
+        text = F.normalize(m.train_text.mean(0, keepdim=True), dim=-1)
+        P, S = m.category_params(text, torch.stack([b["sketch"][0], b["photo"][0], b["photo"][1]])[None])
+    for _, prompts, scales, _ in calls[:2]:
+        torch.testing.assert_close(prompts, P.expand(4, -1, -1, -1))
+        torch.testing.assert_close(scales, S.expand(4, -1, -1))
+    m.eval()
+    queries, gallery = _items(["dog", "cat"], "sketch"), _items(["cat", "tree", "dog"], "photo")
+    loader = _Loader()
+    m.prepare_eval(queries, gallery, loader)
+    assert m._vocab == ["cat", "dog", "tree"] and not m._support
+    torch.testing.assert_close(m._shared_support, loader.batch([queries[0], gallery[0], gallery[1]]))
+    x = images(2)
+    with torch.no_grad():
+        p, s = m._eval_params()
+        assert p.shape[0] == s.shape[0] == 1
+        assert torch.equal(m.encode_photo(x), m.encode_photo(x, labels=["cat", "tree"]))  # labels: no effect
+    with pytest.raises(ValueError, match="generic support"):
+        m.set_categories(CLASSES, {c: images(3) for c in CLASSES})
+
+
+# ---------------------------------------------------------------------------------------------
 # test time: vocabulary, routing, cache
 
 
@@ -327,7 +443,7 @@ class _Loader:
 
 
 def test_prepare_eval_builds_support_sets_with_gap_filling(tokenizer, monkeypatch):
-    m = make(tokenizer=tokenizer).eval()
+    m = make("fg", tokenizer=tokenizer).eval()  # FG: the support sets of the given categories
     queries = _items(["cat", "cat", "dog"], "sketch")
     gallery = _items(["cat", "cat", "cat", "tree"], "photo")
     seen = {}
@@ -342,6 +458,49 @@ def test_prepare_eval_builds_support_sets_with_gap_filling(tokenizer, monkeypatc
     with torch.no_grad():
         f = m.encode_photo(images(2))
     assert f.shape == (2, 5 * 64)
+
+
+class _TaggedLoader:
+    """Images whose first pixel is the item's position in ``order`` (so a fake router can read it)."""
+
+    def __init__(self, order):
+        self.ids = {it.path: k for k, it in enumerate(order)}
+
+    def batch(self, items):
+        x = torch.stack([images(1, seed=self.ids[it.path])[0] for it in items])
+        x[:, 0, 0, 0] = torch.tensor([float(self.ids[it.path]) for it in items])
+        return x
+
+
+def test_prepare_eval_zs_support_sets_are_routed_not_labelled(tokenizer, monkeypatch):
+    """At category level the support set of a test category is the first sketch and first two photos
+    the frozen router assigns to it, whatever their labels; a category nothing is routed to gets the
+    generic support set (first query sketch, first two gallery photos)."""
+    m = make("zs", tokenizer).eval()
+    queries = _items(["cat", "cat", "dog", "tree"], "sketch")
+    gallery = _items(["cat", "dog", "dog", "tree", "tree"], "photo")
+    loader = _TaggedLoader(queries + gallery)
+    # vocabulary cat, dog, tree = 0, 1, 2; routed: sketches dog, cat, dog, dog; photos dog, cat, cat, dog, dog
+    guess = [1, 0, 1, 1, 1, 0, 0, 1, 1]
+    monkeypatch.setattr(m, "route", lambda x, text=None: torch.tensor([guess[int(v)] for v in x[:, 0, 0, 0].round()]))
+    m.prepare_eval(queries, gallery, loader)
+    assert m._vocab == ["cat", "dog", "tree"]
+    q, g = queries, gallery
+    torch.testing.assert_close(m._support["cat"], loader.batch([q[1], g[1], g[2]]))
+    torch.testing.assert_close(m._support["dog"], loader.batch([q[0], g[0], g[3]]))
+    torch.testing.assert_close(m._support["tree"], loader.batch([q[0], g[0], g[1]]))  # nothing routed: generic
+    fg = make("fg", tokenizer).eval()  # FG: the category is given, the support sets are the categories' own
+    monkeypatch.setattr(fg, "route", lambda *a, **k: (_ for _ in ()).throw(AssertionError("routed")))
+    fg.prepare_eval(queries, gallery, loader)
+    torch.testing.assert_close(fg._support["dog"], loader.batch([q[2], g[1], g[2]]))
+
+
+def test_support_rows_fill_gaps_in_order():
+    assert support_rows([0, 1, 0], [1, 0, 0, 0], 0) == [("sketch", 0), ("photo", 1), ("photo", 2)]
+    assert support_rows([0, 1, 0], [1], 0) == [("sketch", 0), ("sketch", 2), ("sketch", 2)]
+    assert support_rows([1], [0, 1, 1], 1) == [("sketch", 0), ("photo", 1), ("photo", 2)]
+    assert support_rows([1, 1], [0], 0) == [("photo", 0)] * 3
+    assert support_rows([1], [1], 0) == []
 
 
 def test_routing_uses_the_original_clip_and_labels_skip_it(tokenizer, monkeypatch):
@@ -386,6 +545,12 @@ def test_embedding_cache_key_follows_the_evaluation_categories(tokenizer):
     assert m.embedding_cache_key() != k0  # another vocabulary
     m.set_categories(CLASSES, {**sup, "cat": images(3, seed=99)})
     assert m.embedding_cache_key() != k0  # another support set
+    keys = []
+    for mode in ("routed", "none"):  # per-category scales or one shared set: other embeddings, other key
+        t = make(tokenizer=tokenizer, visual_prompts=False, category_prompts=mode).eval()
+        t.set_categories(CLASSES)
+        keys.append(t.embedding_cache_key())
+    assert keys[0] != keys[1]
 
 
 def test_missing_vocabulary_and_bad_options_raise(tokenizer):
@@ -396,6 +561,8 @@ def test_missing_vocabulary_and_bad_options_raise(tokenizer):
         m.set_categories(["cat"])
     with pytest.raises(ValueError, match="text_scaling"):
         make(tokenizer=tokenizer, text_scaling="sideways")
+    with pytest.raises(ValueError, match="category_prompts"):
+        make(tokenizer=tokenizer, category_prompts="label")
     with pytest.raises(TypeError, match="rnak"):
         make(tokenizer=tokenizer, rnak=4)
 
@@ -484,10 +651,11 @@ def nano_backbone():
     return load_backbone("sbirlab-nano")
 
 
-@pytest.mark.parametrize("setting", ["fg", "zs"])
-def test_ci_training_run_and_reload(setting, world, tmp_path):
+@pytest.mark.parametrize("setting,opts", [("fg", {}), ("zs", {}), ("zs", {"category_prompts": "none"})],
+                         ids=["fg", "zs", "zs-none"])
+def test_ci_training_run_and_reload(setting, opts, world, tmp_path):
     _, parts = world
-    cfg = RunConfig(method="dp-clip", setting=setting, preset="ci", backbone="sbirlab-nano")
+    cfg = RunConfig(method="dp-clip", setting=setting, preset="ci", backbone="sbirlab-nano", method_cfg=opts)
     metrics = run_experiment(cfg, tmp_path, progress=False, backbone=nano_backbone())
     assert metrics["train_steps"] == 3 and metrics["n_queries"] == len(parts.test_queries)
     key = "Acc@1" if setting == "fg" else "mAP@all"

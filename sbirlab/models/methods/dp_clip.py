@@ -48,21 +48,47 @@ DECISIONS of sbirlab beyond the paper, and why:
   photo among the batch's positives (another class at category level; the same class, another
   instance, in FG), the hard one the closest of them by the training distance. The sampled
   ``photo_neg`` is encoded only for FG anchors without any valid in-batch photo. This is what makes
-  category-specific prompts trainable at category level (every negative's own category has its
-  support set in the batch) and saves a third of the image forwards.
+  category-specific prompts trainable at category level (every negative photo is embedded with the
+  prompts of its own routed category, whose support set is in the batch) and saves a third of the
+  image forwards (routing costs one forward of the frozen CLIP per training image).
 * **Batches.** FG batches hold one category (the paper's sampler: every in-batch negative is a hard,
   same-category one; :attr:`DPCLIP.batch_classes` = 1 makes :func:`sbirlab.experiment.run_experiment`
-  sample so); category-level batches hold several categories (the run's ``classes_per_batch``): their
-  negatives must come from other categories. The support set of a category in a training batch is
-  its first sketch and its first two positive photos.
-* **Test time without labels.** The paper gives every test image its (known) category. sbirlab's
-  DP-CLIP reads no test label: :meth:`DPCLIP.prepare_eval` builds (and caches) the prompts and scales
-  of every test category from its first test items (1 sketch + 2 photos, the paper's few-shot support;
-  a missing modality is filled with the category's other images) and a test image is **routed** to a
-  category by the original CLIP's zero-shot classification (pristine LayerNorms) against the
-  categories' ``t_c``. At category level a label would leak the answer; in FG the routed category
-  can be wrong where the paper's is not: pass ``labels=`` to :meth:`DPCLIP.encode_sketch` /
-  :meth:`DPCLIP.encode_photo` for the paper's oracle protocol.
+  sample so); category-level batches hold several classes (the run's ``classes_per_batch``): their
+  negatives must come from other classes.
+* **The category of an image: given in FG, routed at category level, in training as at test.** The
+  paper gives every image its (known) category. That is the FG protocol (retrieval *within* a given
+  category), but at category level (settings ``zs`` / ``gzs``) the category *is* the answer: an image
+  embedded with its own class's prompts and scales carries a class code, the triplet (positive of the
+  same class, negative of another) is solved by the prompts themselves, and at test time the learnt
+  code is read off whatever assigns the categories. sbirlab therefore never lets a label pick the
+  prompts of an image at category level (``category_prompts="routed"``, the default):
+
+  - an image is **routed** to a category by the original CLIP's zero-shot classification (pristine
+    LayerNorms, :meth:`DPCLIP.route`) against the categories' ``t_c``: the training classes while
+    training (sketches and photos of the batch alike, label-free, exactly as at test time), the test
+    categories at test time. An image gets the prompts and scales of its routed category, so they
+    carry only what the frozen router knows, never the label;
+  - the support set of a routed category is label-free too: the first sketch and the first two photos
+    *routed* to it (gaps filled with its other routed images, :func:`support_rows`), from the training
+    batch while training and from the evaluated items at test time (:meth:`DPCLIP.prepare_eval`; a
+    category no item is routed to gets the generic support set below). Labels only define the loss
+    (which photos are positives and negatives).
+
+  ``category_prompts="none"`` is the route-free variant (the ``zs`` ablation row): **one** shared
+  prompt set for every image, generated from a generic support set (the batch's first sketch and
+  first two photos while training, the first query sketch and the first two gallery photos at test
+  time) and the normalised mean ``t_c`` of the vocabulary (training classes / test categories): no
+  category information at all. What the default gains over it is what category-adaptive prompting
+  adds on top of routing; the frozen CLIP with a "same routed category" bonus (notebook 06) is how
+  much the router alone explains.
+
+  In FG (``setting="fg"``) training keeps the true category (the FG protocol: the category is given;
+  its support set is the batch's first sketch and first two paired photos) and the test support sets
+  are each category's first test items (1 sketch + 2 photos, the paper's few-shot support); a test
+  image is still routed (sbirlab reads no test label by default), which can be wrong where the
+  paper's category is not: pass ``labels=`` to :meth:`DPCLIP.encode_sketch` /
+  :meth:`DPCLIP.encode_photo` for the paper's oracle protocol (ignored with
+  ``category_prompts="none"``).
 * **Learning rates.** 1e-3 for the new modules and 1e-4 for CLIP's LayerNorms (the paper's 1e-5 /
   1e-6 are for 60 GPU epochs; sbirlab's ``cpu`` preset trains a few hundred steps, as CLIP-AT does).
 * **Templates.** :data:`TEMPLATES` are 20 of our own (photo, sketch and drawing phrasings); the
@@ -90,7 +116,7 @@ from .base import MethodConfig, SBIRMethod
 from .clip_at import layernorm_parameters
 
 __all__ = ["DPCLIP", "DPCLIPConfig", "TEMPLATES", "window_boxes", "select_negatives", "curriculum_weight",
-           "prompt_outputs", "ABLATIONS"]
+           "prompt_outputs", "support_rows", "ABLATIONS"]
 
 #: text templates averaged into the category text ``t_c`` (sbirlab's own; the released code uses 63)
 TEMPLATES: tuple[str, ...] = (
@@ -104,7 +130,7 @@ TEMPLATES: tuple[str, ...] = (
 #: the ablation rows of the results table (:func:`sbirlab.experiment.table_configs`), by setting
 ABLATIONS: dict[str, tuple[dict, ...]] = {
     "fg": ({"text_scaling": "none"}, {"patch_matching": False}),
-    "zs": ({"text_scaling": "none"}, {"patch_matching": False}),
+    "zs": ({"text_scaling": "none"}, {"patch_matching": False}, {"category_prompts": "none"}),
 }
 
 
@@ -127,6 +153,9 @@ class DPCLIPConfig(MethodConfig):
         window: window side in patches (0 = ``round(5/7 * grid)`` per axis).
         local_weight_train / local_weight_test: weight of the summed local terms in the loss / distance.
         tune_ln: train CLIP's image-encoder LayerNorms.
+        category_prompts: whose prompts and scales an image gets: ``"routed"`` (its category: the one the
+            frozen CLIP routes it to at category level, in training and at test time; the given one in
+            FG training) or ``"none"`` (one shared set from a generic support set: no category at all).
     """
 
     lr: float = 1e-3
@@ -145,6 +174,7 @@ class DPCLIPConfig(MethodConfig):
     local_weight_train: float = 0.1
     local_weight_test: float = 0.2
     tune_ln: bool = True
+    category_prompts: str = "routed"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,6 +241,26 @@ def select_negatives(dist: torch.Tensor, labels: torch.Tensor, instances: torch.
     u = torch.rand(B, B, generator=generator, device=generator.device if generator is not None else "cpu")
     rand = u.to(dist.device).masked_fill(~valid, -1.0).argmax(dim=1)
     return torch.where(has, rand, 0), torch.where(has, hard, 0), has
+
+
+def support_rows(sketch_cats: Sequence[int], photo_cats: Sequence[int], category: int) -> list[tuple[str, int]]:
+    """The support set of ``category``: ``("sketch", i)`` / ``("photo", j)`` positions, 3 of them.
+
+    The first sketch and the first two photos whose category (``sketch_cats[i]`` / ``photo_cats[j]``:
+    routed, or given in FG) is ``category``; a missing one is filled with the category's next sketches
+    (up to two), then its third photo, then the last one repeated. Empty when no image has the category.
+    """
+    sk = [("sketch", i) for i, c in enumerate(sketch_cats) if c == category]
+    ph = [("photo", j) for j, c in enumerate(photo_cats) if c == category]
+    rows, fill = sk[:1] + ph[:2], sk[1:3] + ph[2:3]
+    while rows and len(rows) < 3:
+        rows.append(fill.pop(0) if fill else rows[-1])
+    return rows
+
+
+def _mean_text(text: torch.Tensor) -> torch.Tensor:
+    """``[1, E]``: the normalised mean of categories' texts ``t_c`` (the shared prompts' generic text)."""
+    return F.normalize(text.float().mean(0, keepdim=True), dim=-1)
 
 
 def _check_block(block: nn.Module) -> None:
@@ -343,6 +393,8 @@ class DPCLIP(SBIRMethod):
         curriculum_weight(0.0, cfg.negatives)  # validates the name
         if cfg.rank < 1:
             raise ValueError(f"rank must be >= 1, got {cfg.rank}")
+        if cfg.category_prompts not in ("routed", "none"):
+            raise ValueError(f"category_prompts must be 'routed' or 'none', got {cfg.category_prompts!r}")
         v = self.clip.visual
         blocks = v.transformer.resblocks
         L, D, E, K = len(blocks), self.width, self.visual.output_dim, cfg.n_prompts
@@ -382,18 +434,34 @@ class DPCLIP(SBIRMethod):
         if cfg.tune_ln:
             for _, p in layernorm_parameters(v):
                 p.requires_grad_(True)
-        use_text = cfg.text_scaling != "none" and bool(self.classnames)
+        # t_c of the training classes [C, E]: the text scaling's input and the training-time router's classes
+        use_text = self.needs_category and self.text is not None and bool(self.classnames)
         self.register_buffer("train_text", self.category_text(self.classnames) if use_text else torch.zeros(0),
-                             persistent=False)  # t_c of the training classes [C, E]
+                             persistent=False)
         self._vocab: list[str] = []
         self._vocab_text: torch.Tensor | None = None
         self._support: dict[str, torch.Tensor] = {}
+        self._shared_support: torch.Tensor | None = None  # category_prompts="none": the generic support set
         self._cache: tuple | None = None
 
     @property
     def needs_category(self) -> bool:
-        """Whether embeddings depend on the image's category (either prompting module on)."""
+        """Whether either prompting module is on: embeddings then need prompts / scales (their category's,
+        or the shared set with ``category_prompts="none"``)."""
         return self.cfg.visual_prompts or self.cfg.text_scaling != "none"
+
+    @property
+    def shared_prompts(self) -> bool:
+        """``category_prompts="none"``: one prompt set (and scale set) for every image, no category."""
+        return self.cfg.category_prompts == "none"
+
+    @property
+    def training_category(self) -> str:
+        """Where a training image's category comes from: ``"label"`` (FG: the category is given),
+        ``"routed"`` (category level: the frozen CLIP's zero-shot guess) or ``"none"`` (shared prompts)."""
+        if self.shared_prompts:
+            return "none"
+        return "label" if self.setting == "fg" else "routed"
 
     @property
     def batch_classes(self) -> int | None:
@@ -474,50 +542,101 @@ class DPCLIP(SBIRMethod):
         return torch.cat([g, math.sqrt(w) * F.normalize(local, dim=-1).flatten(1)], dim=-1)
 
     # ------------------------------------------------------------------------------ evaluation vocabulary
-    def set_categories(self, classnames: Sequence[str], support: dict[str, torch.Tensor] | None = None) -> None:
-        """The categories test images are routed to, with their support sets ``{name: [3, 3, H, W]}``."""
+    def set_categories(self, classnames: Sequence[str], support=None, text: torch.Tensor | None = None) -> None:
+        """The categories test images are routed to, with their support sets.
+
+        Args:
+            classnames: the evaluation categories (the router's classes).
+            support: ``{name: [3, 3, H, W]}`` per category; with ``category_prompts="none"`` the one
+                generic support set ``[3, 3, H, W]`` instead. Needed when the visual prompts are on.
+            text: their ``t_c`` ``[C, E]`` when already computed (else :meth:`category_text`).
+        """
         names = list(classnames)
         if not names:
             raise ValueError("set_categories needs at least one category")
+        shared = None
         if self.cfg.visual_prompts:
-            missing = [c for c in names if support is None or c not in support]
-            if missing:
-                raise ValueError(f"no support images for categories {missing[:5]}")
+            if self.shared_prompts:
+                if not isinstance(support, torch.Tensor) or support.dim() != 4 or support.shape[0] != 3:
+                    raise ValueError("DP-CLIP with category_prompts='none' needs one generic support set "
+                                     "[3, 3, H, W] (1 sketch + 2 photos)")
+                shared = support.detach().cpu()
+            else:
+                missing = [c for c in names if not isinstance(support, dict) or c not in support]
+                if missing:
+                    raise ValueError(f"no support images for categories {missing[:5]}")
         dev = next(self.parameters()).device
         self._vocab = names
-        self._vocab_text = self.category_text(names).to(dev) if self.text is not None else None
-        self._support = {c: support[c].detach().cpu() for c in names} if support else {}
+        if text is not None:
+            self._vocab_text = text.to(dev)
+        else:
+            self._vocab_text = self.category_text(names).to(dev) if self.text is not None else None
+        self._support = {c: support[c].detach().cpu() for c in names} if isinstance(support, dict) else {}
+        self._shared_support = shared
         self._cache = None
 
-    def prepare_eval(self, queries, gallery, loader) -> None:
-        """Build the test vocabulary from the evaluated items (see the module docstring).
+    @torch.no_grad()
+    def _route_items(self, items, loader, text: torch.Tensor, enough: int = 3, chunk: int = 256) -> list[int]:
+        """Routed category of the leading ``items``, in order, read in chunks until every category has
+        ``enough`` of them (the rest is not needed for a support set) or the items run out."""
+        dev = next(self.parameters()).device
+        out: list[int] = []
+        counts = torch.zeros(len(text), dtype=torch.long)
+        for i in range(0, len(items), chunk):
+            r = self.route(loader.batch(items[i:i + chunk]).to(dev), text).cpu()
+            out += r.tolist()
+            counts += torch.bincount(r, minlength=len(text))
+            if bool((counts >= enough).all()):
+                break
+        return out
 
-        Categories = the labels of ``queries`` and ``gallery``; the support set of each = its first
-        sketch (queries) and first two photos (gallery), gaps filled with the category's other items.
+    def prepare_eval(self, queries, gallery, loader) -> None:
+        """Build the evaluation vocabulary from the evaluated items (see the module docstring).
+
+        Categories = the class names of ``queries`` and ``gallery`` (the test vocabulary). Support set of
+        a category (:func:`support_rows`): at category level its first sketch (queries) and first two
+        photos (gallery) *routed* to it by the frozen CLIP, no label read (a category nothing is routed to
+        gets the generic support set); in FG its first sketch and photos by category (the category is
+        given in FG). ``category_prompts="none"``: one generic support set, the first query sketch and
+        the first two gallery photos.
         """
         if not self.needs_category:
             return
+        queries, gallery = list(queries), list(gallery)
         names = sorted({i.label for i in queries} | {i.label for i in gallery})
-        support = None
-        if self.cfg.visual_prompts:
-            support = {}
-            for c in names:
-                sk = [i for i in queries if i.label == c]
-                ph = [i for i in gallery if i.label == c]
-                items, fill = sk[:1] + ph[:2], sk[1:3] + ph[2:3]
-                while len(items) < 3:
-                    items.append(fill.pop(0) if fill else items[-1])
-                support[c] = loader.batch(items)  # [3, 3, H, W]
-        self.set_categories(names, support)
+        text = self.category_text(names) if self.text is not None else None
+        if not self.cfg.visual_prompts:
+            self.set_categories(names, None, text)
+            return
+        generic = support_rows([0] * min(3, len(queries)), [0] * min(3, len(gallery)), 0)
+
+        def load(rows):
+            return loader.batch([(queries if m == "sketch" else gallery)[i] for m, i in rows])  # [3, 3, H, W]
+
+        if self.shared_prompts:
+            self.set_categories(names, load(generic), text)
+            return
+        if self.setting == "fg":  # the category is given (FG protocol): each category's own first items
+            pos = {c: k for k, c in enumerate(names)}
+            sk, ph = [pos[i.label] for i in queries], [pos[i.label] for i in gallery]
+        else:  # category level: the items the frozen router assigns to the category, never their labels
+            if text is None:
+                raise NotImplementedError("DP-CLIP's routing needs a CLIP text tower")
+            sk, ph = self._route_items(queries, loader, text), self._route_items(gallery, loader, text)
+        support = {c: load(support_rows(sk, ph, k) or generic) for k, c in enumerate(names)}
+        self.set_categories(names, support, text)
 
     def embedding_cache_key(self) -> str:
-        """A digest of the state embeddings depend on outside ``state_dict()``: the evaluation categories,
-        their support images and the pristine LayerNorms of the router (for embedding caches,
+        """A digest of the state embeddings depend on outside ``state_dict()``: how categories are assigned
+        (``category_prompts``, setting), the evaluation categories, their support images (or the generic
+        one) and the pristine LayerNorms of the router (for embedding caches,
         :func:`sbirlab.analysis.embed_cached`)."""
         import hashlib
 
-        h = hashlib.sha1("|".join(self._vocab).encode())
+        h = hashlib.sha1(f"category_prompts={self.cfg.category_prompts}|{self.setting}|".encode())
+        h.update("|".join(self._vocab).encode())
         tensors = [*(self._support[c] for c in self._vocab if c in self._support),
+                   *([self._shared_support] if self._shared_support is not None else []),
                    *(self._ln_orig[k] for k in sorted(self._ln_orig))]
         for t in tensors:
             h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
@@ -527,31 +646,47 @@ class DPCLIP(SBIRMethod):
         return sum(p._version for p in self.parameters() if p.requires_grad)
 
     def _eval_params(self):
-        """Cached prompts / scales of the evaluation vocabulary (rebuilt whenever a parameter changed)."""
+        """Cached prompts / scales of the evaluation vocabulary (rebuilt whenever a parameter changed):
+        ``[C, ...]`` one row per category, or ``[1, ...]`` the shared set (``category_prompts="none"``)."""
         if not self._vocab:
             raise RuntimeError("dp-clip: no categories to encode test images with; call "
                                "method.prepare_eval(queries, gallery, loader) or method.set_categories(...)")
         version = (self._param_version(), self.training)
         if self._cache is None or self._cache[0] != version:
             dev = next(self.parameters()).device
-            support = torch.stack([self._support[c] for c in self._vocab]).to(dev) if self.cfg.visual_prompts else None
+            text = self._vocab_text
+            if self.shared_prompts:
+                support = self._shared_support[None].to(dev) if self.cfg.visual_prompts else None
+                text = _mean_text(text) if text is not None else None
+            else:
+                support = torch.stack([self._support[c] for c in self._vocab]).to(dev) if self.cfg.visual_prompts else None
             with torch.no_grad():
-                prompts, scales = self.category_params(self._vocab_text, support)
+                prompts, scales = self.category_params(text, support)
             self._cache = (version, prompts, scales)
         return self._cache[1], self._cache[2]
 
     @torch.no_grad()
-    def route(self, images: torch.Tensor) -> torch.Tensor:
-        """Category index (into the vocabulary) of each image: the original CLIP's zero-shot class."""
-        if self._vocab_text is None:
-            raise RuntimeError("dp-clip: routing needs the vocabulary's text (call prepare_eval / set_categories)")
+    def route(self, images: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Category index of each image: the original CLIP's zero-shot class (pristine LayerNorms).
+
+        Args:
+            images: ``[B, 3, H, W]``.
+            text: ``[C, E]`` the categories' ``t_c``; default the evaluation vocabulary's (training uses
+                the training classes', :attr:`train_text`).
+        """
+        text = self._vocab_text if text is None else text
+        if text is None or not len(text):
+            raise RuntimeError("dp-clip: routing needs the categories' text (call prepare_eval / set_categories; "
+                               "training needs the training classes and a CLIP text tower)")
         from torch.func import functional_call
 
         orig = {k: v.to(images.device) for k, v in self._ln_orig.items()}
         feats = functional_call(self.clip.visual, orig, (images,), strict=False)
-        return (F.normalize(feats.float(), dim=-1) @ self._vocab_text.float().T).argmax(dim=1)
+        return (F.normalize(feats.float(), dim=-1) @ text.float().to(images.device).T).argmax(dim=1)
 
     def _resolve(self, images: torch.Tensor, labels) -> torch.Tensor:
+        if self.shared_prompts:  # one prompt set: no category to resolve
+            return torch.zeros(len(images), dtype=torch.long, device=images.device)
         if labels is None:
             return self.route(images)
         if isinstance(labels, torch.Tensor):
@@ -624,6 +759,52 @@ class DPCLIP(SBIRMethod):
                                     batch["photo"][rows[1] if len(rows) > 1 else rows[0]]]))
         return torch.stack(out)
 
+    def _train_category_params(self, batch: dict):
+        """Per-image prompts and scales of a training batch: ``((sketch prompts, sketch scales), (photo
+        prompts, photo scales))``, each ``[B, ...]`` or ``None`` (see :attr:`training_category`).
+
+        ``"label"`` (FG): every pair gets its given category's (support = the category's first sketch and
+        first two positive photos, :meth:`_batch_support`). ``"routed"`` (category level): every sketch and
+        every photo gets the category the frozen CLIP routes it to among the training classes, whose
+        support set is the first sketch and first two photos routed to it (:func:`support_rows`); the
+        labels are never read. ``"none"``: one set for all, from the batch's first sketch and first two
+        photos and the training classes' mean ``t_c``.
+        """
+        cfg, y = self.cfg, batch["label"]
+        sketch, photo = batch["sketch"], batch["photo"]
+        B = len(y)
+        source = self.training_category
+        need_text = cfg.text_scaling != "none" or source == "routed"
+        if need_text and not len(self.train_text):
+            raise RuntimeError(f"dp-clip ({source}): needs the training classes' text t_c (pass classnames and "
+                               "a backbone with a CLIP text tower)")
+        if source == "label":
+            cats, inv = y.unique(return_inverse=True)
+            inv_s = inv_p = inv
+            support = self._batch_support(batch, cats) if cfg.visual_prompts else None
+            text = self.train_text[cats] if cfg.text_scaling != "none" else None
+        elif source == "none":
+            inv_s = inv_p = torch.zeros(B, dtype=torch.long, device=y.device)
+            support = torch.stack([sketch[0], photo[0], photo[min(1, B - 1)]])[None] if cfg.visual_prompts else None
+            text = _mean_text(self.train_text) if cfg.text_scaling != "none" else None
+        else:  # routed: the frozen CLIP's zero-shot guess over the training classes, label-free
+            routed = self.route(torch.cat([sketch, photo]), self.train_text)  # [2B]
+            cats, inv = routed.unique(return_inverse=True)
+            inv_s, inv_p = inv[:B], inv[B:]
+            support = None
+            if cfg.visual_prompts:
+                rs, rp = inv_s.tolist(), inv_p.tolist()
+                images = {"sketch": sketch, "photo": photo}
+                support = torch.stack([torch.stack([images[m][i] for m, i in support_rows(rs, rp, k)])
+                                       for k in range(len(cats))])  # [U, 3, 3, H, W]
+            text = self.train_text[cats] if cfg.text_scaling != "none" else None
+        p_c, s_c = self.category_params(text, support)
+
+        def take(t, idx):
+            return t[idx.to(t.device)] if t is not None else None
+
+        return (take(p_c, inv_s), take(s_c, inv_s)), (take(p_c, inv_p), take(s_c, inv_p))
+
     def _terms(self, s, p, n) -> torch.Tensor:
         """Per-triplet ``global + local_weight_train * sum local`` triplet losses ``[B]``."""
         (sg, sl), (pg, pl), (ng, nl) = s, p, n
@@ -636,16 +817,11 @@ class DPCLIP(SBIRMethod):
 
     def loss(self, batch):
         y = batch["label"]
-        prompts = scales = None
+        (sk_prompts, sk_scales), (prompts, scales) = (None, None), (None, None)
         if self.needs_category:
-            cats, inv = y.unique(return_inverse=True)
-            support = self._batch_support(batch, cats) if self.cfg.visual_prompts else None
-            text = self.train_text[cats] if self.cfg.text_scaling != "none" else None
-            p_c, s_c = self.category_params(text, support)
-            prompts = p_c[inv] if p_c is not None else None
-            scales = s_c[inv] if s_c is not None else None
+            (sk_prompts, sk_scales), (prompts, scales) = self._train_category_params(batch)
         local = self.cfg.patch_matching
-        s = self._vision(batch["sketch"], prompts, scales, local)
+        s = self._vision(batch["sketch"], sk_prompts, sk_scales, local)
         p = self._vision(batch["photo"], prompts, scales, local)
         # in-batch candidates: the positives, at the training distance (global + 0.1 sum local)
         with torch.no_grad():
@@ -660,7 +836,8 @@ class DPCLIP(SBIRMethod):
             if self.setting != "fg":
                 raise ValueError("dp-clip (zs): a batch with a single class has no in-batch negatives; "
                                  "use classes_per_batch >= 2")
-            # FG anchors without another instance in the batch: the sampled negative (same category)
+            # FG anchors without another instance in the batch: the sampled negative (same category, so
+            # the positive photo's prompts and scales)
             miss = (~has).nonzero().flatten()
             pm = prompts[miss] if prompts is not None else None
             sm = scales[miss] if scales is not None else None
