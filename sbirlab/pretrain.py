@@ -45,11 +45,11 @@ class PretrainConfig:
     seed: int = 0
     size: int = 64
     photos_per_class: int = 600       # unique photo instances per class in the corpus
-    drawing_share: float = 0.3        # fraction of the corpus that is clean drawings
+    drawing_share: float = 0.1        # fraction of the corpus that is clean drawings
     drawing_style: str = "mixed"      # outline | cartoon | mixed (see render_drawing)
-    doodle_share: float = 0.0         # fraction of the corpus that is renderings of real doodles
+    doodle_share: float = 0.2         # fraction of the corpus that is renderings of real doodles
     doodle_dir: str | None = None     # QuickDraw ndjson folder (None = sbirlab's data/real/quickdraw)
-    pose_range: float = 1.0           # instance pose spread of the world (see make_instance)
+    pose_range: float = 1.3           # instance pose spread of the world (see make_instance)
     captions_per_image: int = 3
     samples: int = 400_000            # samples seen (steps = samples / batch_size)
     batch_size: int = 128
