@@ -242,6 +242,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bo
         from .train.loop import TrainState
         state = TrainState()
     test = evaluate_setting(method, parts, cfg.setting, loader, device)
+    if cfg.setting == "zs" and cfg.dataset == "synthetic":  # the report's "real doodles" columns
+        test.update(doodle_columns(LoadedRun(method, cfg, {}, bb, loader, parts, device)))
     loader.report()
     metrics = {
         **test,
@@ -323,7 +325,8 @@ def evaluate_doodles(run, doodle_dir: str | Path, width: float = 3.0, batch_size
 
     Returns a dict with ``n`` (doodles used), ``class_accuracy`` (zero-shot over **all** world
     classes: the sketch embedding against the frozen text encoder's "a photo of a {class}." of every
-    class), and, for the ``n_retrieval`` doodles of the run's unseen test classes as queries against
+    class; None for a method whose embedding has another width than CLIP's text space), and, for the
+    ``n_retrieval`` doodles of the run's unseen test classes as queries against
     the run's unseen test gallery (photos; relevant = same class), ``mAP@all``, ``mAP@200``,
     ``P@100``, ``P@200``.
 
@@ -358,7 +361,8 @@ def evaluate_doodles(run, doodle_dir: str | Path, width: float = 3.0, batch_size
     out = {"run": None if isinstance(run, LoadedRun) else str(run), "method": r.cfg.method, "setting": r.cfg.setting,
            "doodle_dir": str(doodle_dir), "n": len(kept), "n_excluded_pretrain": len(doodles) - len(kept),
            "n_classes": len(classes), "template": DOODLE_TEMPLATE,
-           "class_accuracy": float(((q @ t.T).argmax(1) == y).float().mean())}
+           # None when the method's embedding is not CLIP's joint space (DP-CLIP concatenates local parts)
+           "class_accuracy": float(((q @ t.T).argmax(1) == y).float().mean()) if q.shape[1] == t.shape[1] else None}
     gallery = list(r.parts.test_gallery)
     test_classes = {g.label for g in gallery}
     use = [i for i, d in enumerate(kept) if d.label in test_classes]
@@ -370,6 +374,30 @@ def evaluate_doodles(run, doodle_dir: str | Path, width: float = 3.0, batch_size
     else:
         out.update({k: None for k in ("mAP@all", "mAP@200", "P@100", "P@200")})
     return out
+
+
+def doodle_columns(run, doodle_dir: str | Path | None = None) -> dict:
+    """:func:`evaluate_doodles` of sbirlab's held-out real doodles as ``doodles/...`` metrics of a run
+    (``{}`` when the doodle folder is absent, e.g. a trimmed install)."""
+    from .data.doodles import default_doodle_dir
+
+    folder = Path(doodle_dir) if doodle_dir else default_doodle_dir()
+    if not folder.is_dir():
+        return {}
+    d = evaluate_doodles(run, folder)
+    out = {f"doodles/{k}": d[k] for k in ("class_accuracy", "mAP@all", "mAP@200", "P@100", "P@200")
+           if d.get(k) is not None}
+    out["doodles/n"], out["doodles/n_retrieval"] = d["n"], d["n_retrieval"]
+    return out
+
+
+def record_doodle_columns(run_dir: str | Path) -> dict:
+    """Add :func:`doodle_columns` to a finished run's ``metrics.json`` (atomically); returns them."""
+    run_dir = Path(run_dir)
+    r = load_run(run_dir)
+    cols = doodle_columns(r)
+    _atomic_json({**r.metrics, **cols}, run_dir / "metrics.json")
+    return cols
 
 
 def evaluate_run(run_dir: str | Path) -> dict:

@@ -143,7 +143,8 @@ def table_rows(runs: list[dict]) -> list[dict]:
         setting = run["setting"]
         wanted = TABLE_METRICS.get(setting, ())
         keys = [k for k in run if isinstance(run[k], (int, float)) and not isinstance(run[k], bool)
-                and (k in wanted or any(k.endswith("/" + w) for w in wanted))]
+                and (k in wanted or any(k.endswith("/" + w) for w in wanted)
+                     or k in EXTRA_METRICS.get(setting, ()))]
         v = run.get("versions", {}) or {}
         for k in keys:
             rows.append({"method": run["method"], "setting": setting, "variant": run.get("variant", ""),
@@ -184,6 +185,14 @@ def _order(methods) -> list[str]:
 
 #: the per-part GZS metrics shown in the HTML table (every other one is in results.csv / .json)
 HTML_GZS_PARTS: tuple[str, ...] = ("seen/mAP@all", "unseen/mAP@all")
+#: the "real doodles" columns of ZS runs: held-out Quick, Draw! doodles as queries of the run's unseen test
+#: gallery (:func:`sbirlab.experiment.evaluate_doodles`) and their zero-shot class accuracy (all classes)
+HTML_DOODLE_PARTS: tuple[str, ...] = ("doodles/mAP@all", "doodles/class_accuracy")
+#: extra per-part metrics a setting's rows keep besides those ending in one of its TABLE_METRICS
+EXTRA_METRICS: dict[str, tuple[str, ...]] = {"zs": ("doodles/class_accuracy",)}
+#: column titles of per-part metrics
+PART_TITLES: dict[str, str] = {"doodles/mAP@all": "real doodles mAP@all",
+                               "doodles/class_accuracy": "real doodles class acc."}
 #: metrics of the ablation table, by setting
 ABLATION_METRICS: dict[str, tuple[str, ...]] = {"zs": ("mAP@all", "mAP@200"), "gzs": ("mAP@all",),
                                                 "fg": ("Acc@1", "Acc@5")}
@@ -210,7 +219,7 @@ def html_results_table(rows: list[dict]) -> str:
     cols = []
     for setting in SETTINGS:
         ms = [m for m in TABLE_METRICS[setting] if any(k[1] == setting and k[2] == m for k in ours)]
-        parts = [p for p in HTML_GZS_PARTS if any(k[1] == setting and k[2] == p for k in ours)]
+        parts = [p for p in (*HTML_GZS_PARTS, *HTML_DOODLE_PARTS) if any(k[1] == setting and k[2] == p for k in ours)]
         cols += [(setting, m, "ours") for m in ms + parts]
     known = TABLE_METRICS
     pcols = sorted({(k[1], k[2]) for k in pub},
@@ -225,7 +234,7 @@ def html_results_table(rows: list[dict]) -> str:
         title = html.escape(", ".join(f"{p}={d.get(p)}" for p in PROVENANCE) if c[2] == "ours" else d["source"])
         return f'<td title="{title}">{_fmt(c[1], d["value"], c[2] == "ours")}</td>'
 
-    head = "".join(f"<th>{html.escape(s_.upper())} {html.escape(m)}{' (%)' if m.startswith('Acc@') else ''}"
+    head = "".join(f"<th>{html.escape(s_.upper())} {html.escape(PART_TITLES.get(m, m))}{' (%)' if m.startswith('Acc@') else ''}"
                    f"{'<br><i>published</i>' if kind == 'published' else ''}</th>" for s_, m, kind in cols)
     body = "".join(f"<tr><th>{html.escape(_display(m))}</th>{''.join(cell(m, c) for c in cols)}</tr>"
                    for m in methods)
@@ -239,7 +248,9 @@ def html_results_table(rows: list[dict]) -> str:
            f"(hover a cell for its provenance). Metric conventions: {html.escape('; '.join(convs))}. "
            f"FG Acc@k in percent. Published columns ({html.escape('; '.join(srcs))}) come from other datasets "
            f"and a far larger CLIP: they show the shape to expect, not targets. GZS per-part metrics other "
-           f"than mAP@all are in results.csv.</p>")
+           f"than mAP@all are in results.csv. Real doodles: held-out Quick, Draw! doodles (Google, CC BY 4.0; "
+           f"never trained on) as queries of the run's unseen test gallery, and their zero-shot class "
+           f"accuracy over all classes (<code>sbirlab eval --run RUN --doodles DIR</code>).</p>")
     return out + _html_ablations(measured)
 
 

@@ -11,10 +11,10 @@
 from .engine import (Gallery, GalleryCache, GalleryError, GalleryInfo, Result, RetrievalEngine, default_cache_dir,
                      recorded_sketches, stroke_by_stroke)
 from .raster import CANVAS, DEFAULT_WIDTH, Notice, StrokeModel
-from .replay import FRACTIONS, pick_recorded, plot_rank_evolution, rank_curves, strokes_needed
+from .replay import FRACTIONS, on_the_fly_metrics, pick_recorded, plot_rank_evolution, rank_curves, strokes_needed
 
 __all__ = ["CANVAS", "DEFAULT_WIDTH", "FRACTIONS", "Gallery", "GalleryCache", "GalleryError", "GalleryInfo",
-           "Notice", "Result", "RetrievalEngine", "SketchRetrievalWidget", "StrokeModel", "default_cache_dir",
+           "Notice", "Result", "on_the_fly_metrics", "RetrievalEngine", "SketchRetrievalWidget", "StrokeModel", "default_cache_dir",
            "pick_recorded", "plot_rank_evolution", "rank_curves", "recorded_sketches", "stroke_by_stroke",
            "strokes_needed"]
 

@@ -67,6 +67,37 @@ def rank_curves(trajectories: Sequence[Sequence[Mapping]], fractions: Sequence[f
             "photo_rank_1": np.mean(pr == 1, 1).tolist(), "class_top1": np.mean(cr == 1, 1).tolist()}
 
 
+def on_the_fly_metrics(trajectories: Sequence[Sequence[Mapping]], n_gallery: int,
+                       key: str = "photo_rank") -> dict:
+    """m@A and m@B of on-the-fly retrieval (Bhunia et al., CVPR 2020) over stroke-by-stroke trajectories.
+
+    After each stroke ``t`` of a sketch the target's rank ``r_t`` (1-based, in a gallery of ``N``
+    photos) gives a **ranking percentile** ``(N - r_t) / (N - 1)`` and a **reciprocal rank** ``1 / r_t``.
+    Plotted against the strokes drawn, their areas under the curve (the mean over the sketch's
+    strokes) are the sketch's m@A and m@B; the reported values are their means over sketches. Both
+    reward retrieving *early*: 1.0 means the target was first from the first stroke on.
+
+    Bhunia et al. measure fine-grained retrieval, the target being the paired photo. Here ``key``
+    names the rank used: by default ``photo_rank`` of :func:`~sbirlab.widgets.engine.stroke_by_stroke`,
+    the first photo of the right **class** (the category-level analogue: real doodles have no paired
+    photo). A step where the target is absent from the gallery counts as rank ``N``.
+
+    Returns ``{"m@A", "m@B", "n"}`` (``n`` sketches; NaN metrics without trajectories).
+    """
+    if n_gallery < 2:
+        raise ValueError(f"n_gallery must be at least 2, got {n_gallery}")
+    per_a, per_b = [], []
+    for tr in trajectories:
+        if not tr:
+            continue
+        ranks = np.array([r[key] if r.get(key) is not None else n_gallery for r in tr], dtype=np.float64)
+        per_a.append(float(np.mean((n_gallery - ranks) / (n_gallery - 1))))
+        per_b.append(float(np.mean(1.0 / ranks)))
+    if not per_a:
+        return {"m@A": math.nan, "m@B": math.nan, "n": 0}
+    return {"m@A": float(np.mean(per_a)), "m@B": float(np.mean(per_b)), "n": len(per_a)}
+
+
 def strokes_needed(trajectory: Sequence[Mapping], key: str = "photo_rank", max_rank: int = 1) -> int | None:
     """Fewest strokes from which ``key`` stays at or below ``max_rank`` until the sketch is finished.
 

@@ -106,3 +106,16 @@ def test_a_failing_notebook_is_named_with_its_cell_and_what_finished_is_kept(tmp
     assert [(n["name"], n["ok"]) for n in data["notebooks"]] == [("01_ok", True), ("02_bad", False)]
     assert (out / "index.html").exists() and (out / "01_ok.html").exists()
     assert data["meta"]["preset"] == "ci" and "torch" in data["meta"]["versions"]
+
+
+def test_zs_runs_with_real_doodle_metrics_get_a_real_doodles_column():
+    runs = collect_runs([nb_result("03_a", [
+        run("clip-at", "zs", **{"mAP@all": 0.6, "doodles/mAP@all": 0.31, "doodles/class_accuracy": 0.108,
+                                "doodles/n": 491}),
+        run("frozen", "zs", **{"mAP@all": 0.5})])])
+    rows = table_rows(runs)
+    got = {r["metric"]: r["value"] for r in rows if r["method"] == "clip-at" and r["source"].startswith("sbirlab")}
+    assert got == {"mAP@all": 0.6, "doodles/mAP@all": 0.31, "doodles/class_accuracy": 0.108}
+    page = html_results_table(rows)
+    assert "ZS real doodles mAP@all" in page and "ZS real doodles class acc." in page
+    assert "0.310" in page and "0.108" in page and "Quick, Draw!" in page

@@ -408,3 +408,20 @@ def test_replay_is_headless_and_stroke_by_stroke(widget):
     assert widget.message.startswith("Replayed cup-1 (cup, 2 strokes)")
     widget.replay_recorded("nope")
     assert "No recorded sketch" in widget.message
+
+
+def test_on_the_fly_metrics_are_bhunias_areas_under_the_percentile_and_reciprocal_rank_curves():
+    from sbirlab.widgets import on_the_fly_metrics
+
+    # gallery of 11: ranks 11, 6, 1 -> percentiles 0, 0.5, 1 (mean 0.5); 1/r: 1/11, 1/6, 1 (mean 0.4192)
+    a = [{"photo_rank": 11}, {"photo_rank": 6}, {"photo_rank": 1}]
+    b = [{"photo_rank": 1}, {"photo_rank": 1}]  # first from the first stroke on: 1, 1
+    out = on_the_fly_metrics([a, b], n_gallery=11)
+    assert out["n"] == 2
+    assert out["m@A"] == pytest.approx((0.5 + 1.0) / 2)
+    assert out["m@B"] == pytest.approx(((1 / 11 + 1 / 6 + 1) / 3 + 1.0) / 2)
+    # an absent target counts as the last rank; empty trajectories are skipped
+    assert on_the_fly_metrics([[{"photo_rank": None}], []], 11) == {"m@A": 0.0, "m@B": pytest.approx(1 / 11), "n": 1}
+    assert on_the_fly_metrics([], 11)["n"] == 0
+    with pytest.raises(ValueError, match="n_gallery"):
+        on_the_fly_metrics([a], 1)
