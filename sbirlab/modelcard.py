@@ -117,7 +117,12 @@ def write_model_card(card: dict, gates: dict | None, history: list[dict], out_di
         " real CLIP knows the unseen classes too), captions from templates naming the class and its colour;",
         f"- {card['corpus']['drawings']:,} captioned **clean drawings** (`render_drawing`, style `{c['drawing_style']}`:"
         " exact outlines / clip art, a style different from the SBIR sketches), as real CLIP saw drawings on the web;",
-        "- never an SBIR sketch; instance seeds disjoint from the SBIR datasets.", "",
+        *([f"- a share of {c.get('doodle_share', 0):.0%} of the corpus (counted with the drawings above) are random"
+           " renderings (pose, pen width, dropped strokes) of the *pretrain* part of real Quick, Draw! doodles"
+           " (Google LLC, CC BY 4.0; `data/real/quickdraw/`), captioned \"a doodle of a cup.\"; the *held-out*"
+           " part is never trained on;"] if c.get("doodle_share") else []),
+        "- never an SBIR sketch; instance seeds disjoint from the SBIR datasets"
+        + (f"; instance poses {c['pose_range']}x wider than world v1's." if c.get("pose_range", 1.0) != 1.0 else "."), "",
         "## Training", "",
         f"- class-aware contrastive loss (CLIP + UniCL targets), AdamW lr {c['lr']}, batch {c['batch_size']},"
         f" warm-up {c['warmup']} steps then cosine, bf16 autocast on CPU;",
@@ -127,7 +132,9 @@ def write_model_card(card: dict, gates: dict | None, history: list[dict], out_di
         "![pretraining curve](pretraining_curve.png)", "",
         f"Final held-out zero-shot accuracy (all {len(card['classes'])} classes, fresh instances): photos "
         f"{card['final'].get('photo_acc_all', float('nan')):.3f}, SBIR-style sketches "
-        f"{card['final'].get('sketch_acc_all', float('nan')):.3f}.", "",
+        f"{card['final'].get('sketch_acc_all', float('nan')):.3f}"
+        + (f", held-out real doodles {card['final']['doodle_acc_all']:.3f}" if "doodle_acc_all" in card["final"] else "")
+        + ".", "",
     ]
     if gates:
         lines += ["## Gates (unseen classes of the default zero-shot split, `%s` preset)" % gates["preset"], "",

@@ -458,3 +458,26 @@ def test_paper_preset_sets_each_methods_learning_rates_and_cpu_keeps_its_own(tok
             assert getattr(m.cfg, k) == v
         lrs = {g["lr"] for g in m.param_groups()}
         assert not opts or lrs <= {opts["lr"], opts.get("lr_ln", opts["lr"])}, (name, lrs)
+
+
+# ---------------------------------------------------------------------------------------------
+# prompt initialisation (issue 12, bug 5): an option, the default draws exactly as before
+
+
+@pytest.mark.parametrize("name", ["b-ip", "b-deep", "b-mm", "clip-at"])
+def test_prompt_init_options(name, tokenizer):
+    default = make(name, "zs", tokenizer)
+    torch.manual_seed(1)
+    first = next(p for n, p in default.trainable_named_parameters() if "prompt" in n or "ctx" in n)
+    torch.manual_seed(1)
+    assert torch.equal(first.detach(), torch.randn(*first.shape) * 0.02)  # "normal-0.02": the old draws
+    big = make(name, "zs", tokenizer, prompt_init="normal-1")
+    xav = make(name, "zs", tokenizer, prompt_init="xavier-uniform")
+    pick = lambda m: next(p for n, p in m.trainable_named_parameters() if "prompt" in n or "ctx" in n)  # noqa: E731
+    assert 0.5 < pick(big).std().item() < 2.0
+    t = pick(xav)
+    k = xav.clip.visual.conv1.kernel_size
+    bound = (6.0 / t.shape[-1]) ** 0.5 if name == "b-mm" else (6.0 / (3 * k[0] * k[1] + t.shape[-1])) ** 0.5
+    assert 0.8 * bound < t.abs().max().item() <= bound  # VPT's uniform(-v, v)
+    with pytest.raises(ValueError, match="prompt_init must be one of"):
+        make(name, "zs", tokenizer, prompt_init="zeros")

@@ -47,6 +47,11 @@ class MethodConfig:
             in ``zs``, another instance of the same class in ``fg``). DP-CLIP's curriculum moves from
             the first to the second; sbirlab's ``cpu`` preset uses batch-hard because random negatives
             of the small synthetic world are separated from the first step (triplet loss ~0.06).
+        prompt_init: initialisation of learnt prompt tokens (B-Cond, B-IP, B-MM, B-Deep, CLIP-AT):
+            ``"normal-0.02"`` (N(0, 0.02^2), CoOp's context init; sbirlab's default), ``"xavier-uniform"``
+            (VPT's official code: U(-v, v), v = sqrt(6 / (3 * patch_area + D)) for visual prompts,
+            sqrt(6 / D) for text ones) or ``"normal-1"`` (``torch.randn``, the official CLIP-AT and
+            ClipPrompt code). See :data:`PROMPT_INITS`.
     """
 
     lr: float = 1e-3
@@ -54,6 +59,11 @@ class MethodConfig:
     lambda_cls: float = 0.0
     template: str = "a photo of a {}."
     negatives: str = "random"
+    prompt_init: str = "normal-0.02"
+
+
+#: the prompt initialisations :attr:`MethodConfig.prompt_init` accepts
+PROMPT_INITS = ("normal-0.02", "xavier-uniform", "normal-1")
 
 
 def config_from_dict(cls, d: dict | None):
@@ -123,6 +133,24 @@ class SBIRMethod(nn.Module):
         dev = next(self.clip.parameters()).device
         tok = self.tokenizer([template.format(c.replace("_", " ")) for c in classnames]).to(dev)
         return F.normalize(self.clip.encode_text(tok).float(), dim=-1)
+
+    def new_prompt(self, *shape: int, visual: bool = True) -> nn.Parameter:
+        """A learnt prompt tensor of ``shape`` (last dim = token width), initialised per ``cfg.prompt_init``.
+
+        ``"normal-0.02"`` draws ``torch.randn(*shape) * 0.02`` (the same draws as before the option
+        existed, so runs made with it are unchanged).
+        """
+        mode = self.cfg.prompt_init
+        if mode == "normal-0.02":
+            return nn.Parameter(torch.randn(*shape) * 0.02)
+        if mode == "normal-1":
+            return nn.Parameter(torch.randn(*shape))
+        if mode == "xavier-uniform":
+            conv = getattr(self.clip.visual, "conv1", None)
+            area = int(conv.kernel_size[0] * conv.kernel_size[1]) if visual and conv is not None else 0
+            v = (6.0 / (3 * area + shape[-1])) ** 0.5 if visual else (6.0 / shape[-1]) ** 0.5
+            return nn.Parameter(torch.empty(*shape).uniform_(-v, v))
+        raise ValueError(f"prompt_init must be one of {', '.join(PROMPT_INITS)}; got {mode!r}")
 
     def encode_sketch(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised sketch embeddings ``[B, E]``."""

@@ -32,10 +32,6 @@ from ..prompts import build_prompt_tokens
 from .base import MethodConfig, SBIRMethod
 
 
-def _prompt(*shape, std=0.02) -> nn.Parameter:
-    return nn.Parameter(torch.randn(*shape) * std)
-
-
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class FTConfig(MethodConfig):
@@ -98,7 +94,7 @@ class BCond(SBIRMethod):
 
     def build(self):
         d, e = self.width, self.visual.output_dim
-        self.prompts = _prompt(self.cfg.n_prompts, d)
+        self.prompts = self.new_prompt(self.cfg.n_prompts, d)
         self.meta = nn.Sequential(nn.Linear(e, max(16, e // 4)), nn.ReLU(inplace=True), nn.Linear(max(16, e // 4), d))
         with torch.no_grad():  # start as plain shallow prompts
             self.meta[-1].weight.mul_(0.1)
@@ -118,8 +114,8 @@ class BIP(SBIRMethod):
     Config = PromptConfig
 
     def build(self):
-        self.sketch_prompts = _prompt(self.cfg.n_prompts, self.width)
-        self.photo_prompts = _prompt(self.cfg.n_prompts, self.width)
+        self.sketch_prompts = self.new_prompt(self.cfg.n_prompts, self.width)
+        self.photo_prompts = self.new_prompt(self.cfg.n_prompts, self.width)
 
     def encode(self, images, modality):
         p = self.sketch_prompts if modality == "sketch" else self.photo_prompts
@@ -138,7 +134,7 @@ class BDeep(SBIRMethod):
     Config = DeepConfig
 
     def build(self):
-        self.prompts = _prompt(self.visual.num_layers, self.cfg.n_prompts, self.width)  # [L, K, D]
+        self.prompts = self.new_prompt(self.visual.num_layers, self.cfg.n_prompts, self.width)  # [L, K, D]
 
     def encode(self, images, modality):
         # layer-0 prompts go through ln_pre (passed as shallow prompts), the rest replace per block
@@ -172,7 +168,7 @@ class BMM(SBIRMethod):
         n_layers = min(self.visual.num_layers, self.text.num_layers)
         self.depth = self.cfg.depth or max(1, round(0.75 * n_layers))
         k, w, d = self.cfg.n_prompts, self.text.width, self.width
-        self.ctx = _prompt(self.depth, k, w)  # [J, K, W]
+        self.ctx = self.new_prompt(self.depth, k, w, visual=False)  # [J, K, W] text prompts
         self.couple = nn.ModuleList([nn.Linear(w, d) for _ in range(self.depth)])
         tok = build_prompt_tokens(self.tokenizer, self.classnames, k, self.cfg.template)
         self.register_buffer("prompt_tokens", tok, persistent=False)

@@ -26,7 +26,6 @@ import torch
 
 from ...train.losses import classification_loss, f_divergence_loss, patch_shuffle_triplet_loss, triplet_loss
 from .base import MethodConfig, SBIRMethod
-from .baselines import _prompt
 
 
 @dataclass
@@ -60,10 +59,10 @@ class CLIPAT(SBIRMethod):
     def build(self):
         k, d = self.cfg.n_prompts, self.width
         if self.setting == "zs":
-            self.sketch_prompts = _prompt(k, d)
-            self.photo_prompts = _prompt(k, d)
+            self.sketch_prompts = self.new_prompt(k, d)
+            self.photo_prompts = self.new_prompt(k, d)
         else:
-            self.prompts = _prompt(k, d)
+            self.prompts = self.new_prompt(k, d)
         if self.cfg.tune_ln:
             for _, p in layernorm_parameters(self.clip.visual):
                 p.requires_grad_(True)
