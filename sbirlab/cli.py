@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     tb.add_argument("--settings", default="zs,fg", help="comma-separated of zs, gzs, fg")
     tb.add_argument("--no-ablations", action="store_true")
     tb.add_argument("--backbone", default="tiny-synthetic")
+    tb.add_argument("--seeds", default="0",
+                    help="comma-separated seeds; seed 0 goes to OUT, seed s to OUT/seed<s>; with several, "
+                         "OUT/table_seeds.json holds every metric's mean and std over the seeds")
 
     ev = sub.add_parser("eval", help="evaluate a saved run on its test classes")
     ev.add_argument("--run", required=True)
@@ -173,8 +177,18 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "table":
         from .experiment import train_table
-        res = train_table(args.out, args.preset, args.methods.split(",") if args.methods else None,
-                          tuple(args.settings.split(",")), not args.no_ablations, backbone=args.backbone)
+        from .tables import seed_summary
+        from .train.loop import _atomic_json
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        per_seed = {}
+        for seed in seeds:
+            out = args.out if seed == 0 else f"{args.out}/seed{seed}"
+            per_seed[seed] = res = train_table(out, args.preset, args.methods.split(",") if args.methods else None,
+                                               tuple(args.settings.split(",")), not args.no_ablations,
+                                               backbone=args.backbone, seed=seed)
+        if len(seeds) > 1:
+            _atomic_json({"preset": args.preset, "seeds": seeds, "runs": seed_summary(list(per_seed.values()))},
+                         Path(args.out) / "table_seeds.json")
         for name, m in res.items():
             keys = ("mAP@all", "mAP@200", "P@100", "P@200") if "mAP@all" in m else ("Acc@1", "Acc@5", "Acc@10")
             print(f"{name:32s} " + "  ".join(f"{k} {m[k]:.3f}" for k in keys) + f"  ({m['wall_time_s']:.0f} s)")
@@ -218,8 +232,6 @@ def main(argv=None) -> int:
         card = pretrain(cfg, args.out, resume=not args.no_resume, ship_to=args.ship)
         print(json.dumps(card["final"], indent=2))
         if args.ship:
-            from pathlib import Path
-
             from .modelcard import measure_gates, write_model_card
             ship = Path(args.ship)
             gates = None

@@ -21,6 +21,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "DISPLAY_NAMES",
     "ZS_COLUMNS",
@@ -258,6 +260,37 @@ def paper_ordering_checks(results: Any, metric: str = "mAP@200", setting: str = 
             checks.append({"claim": f"{' ≈ '.join(DISPLAY_NAMES.get(m, m) for m in group)} "
                                     f"(spread <= {tolerance:g})", "holds": holds, "values": values})
     return checks
+
+
+def seed_summary(tables: Sequence[Mapping[str, Mapping]]) -> dict[str, dict[str, dict]]:
+    """Mean and standard deviation over seeds of every numeric metric of every run.
+
+    Args:
+        tables: one ``{run name: metrics}`` mapping per seed (e.g. the ``runs`` of each seed's
+            ``table.json``). A run missing from some seeds is summarised over the seeds that have it.
+
+    Returns:
+        ``{run name: {metric: {"mean", "std", "n", "values"}}}``; ``std`` is the sample standard
+        deviation (ddof 1; 0.0 with one seed), so ``mean ± 2 std`` separates two rows or marks a tie.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    names = list(dict.fromkeys(n for t in tables for n in t))
+    for name in names:
+        per: dict[str, list[float]] = {}
+        for t in tables:
+            for k, v in (t.get(name) or {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("seed",):
+                    per.setdefault(k, []).append(float(v))
+        out[name] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                         "n": len(v), "values": v} for k, v in per.items()}
+    return out
+
+
+def separated(a: Mapping, b: Mapping, k: float = 2.0) -> str:
+    """``">"``, ``"<"`` or ``"tie"``: whether two :func:`seed_summary` entries of one metric differ by more
+    than ``k`` times the larger of their standard deviations (the issue's "gaps larger than 2 std")."""
+    gap, spread = a["mean"] - b["mean"], k * max(a["std"], b["std"])
+    return ">" if gap > spread else "<" if -gap > spread else "tie"
 
 
 def _fmt(v: Any, digits: int) -> str:

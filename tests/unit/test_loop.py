@@ -464,3 +464,19 @@ def test_fg_pairs_are_augmented_with_one_draw(world, loader):
     aug = next(iter(data))
     assert not torch.equal(plain["sketch"], aug["sketch"])
 
+
+
+def test_table_command_with_several_seeds_writes_each_seed_and_their_mean_and_std(world, tmp_path):
+    """``sbirlab table --seeds 0,1``: seed 0 in OUT, seed 1 in OUT/seed1, table_seeds.json over both."""
+    from sbirlab.cli import main
+
+    out = tmp_path / "table"
+    assert main(["table", "--preset", "ci", "--backbone", "sbirlab-nano", "--methods", "b-lin",
+                 "--settings", "zs", "--no-ablations", "--seeds", "0,1", "--out", str(out)]) == 0
+    m0 = json.loads((out / "b-lin-zs" / "metrics.json").read_text())
+    m1 = json.loads((out / "seed1" / "b-lin-zs" / "metrics.json").read_text())
+    assert (m0["seed"], m1["seed"]) == (0, 1)
+    summary = json.loads((out / "table_seeds.json").read_text())
+    got = summary["runs"]["b-lin-zs"]["mAP@all"]
+    assert summary["seeds"] == [0, 1] and got["n"] == 2 and got["values"] == [m0["mAP@all"], m1["mAP@all"]]
+    assert got["mean"] == pytest.approx((m0["mAP@all"] + m1["mAP@all"]) / 2)

@@ -178,3 +178,21 @@ def test_run_dir_for_matches_load_or_train(tmp_path):
     assert run_dir_for(cfg, "ci", tmp_path).name == "clip-at-zs_tune_ln=False"
     d = run_dir_for(cfg, "default", tmp_path)  # shipped run if present, else trained in cpu
     assert d.name == "clip-at-zs_tune_ln=False" and d.parent.name in ("runs", "cpu")
+
+
+def test_seed_summary_gives_mean_and_sample_std_and_separated_marks_ties():
+    from sbirlab.tables import seed_summary, separated
+
+    seeds = [{"clip-at-zs": {"mAP@all": 0.50, "seed": 0, "method": "clip-at"}, "b-ft-zs": {"mAP@all": 0.30}},
+             {"clip-at-zs": {"mAP@all": 0.52, "seed": 1}, "b-ft-zs": {"mAP@all": 0.31}},
+             {"clip-at-zs": {"mAP@all": 0.54, "seed": 2}}]  # b-ft missing from seed 2
+    s = seed_summary(seeds)
+    a = s["clip-at-zs"]["mAP@all"]
+    assert a["n"] == 3 and a["mean"] == pytest.approx(0.52) and a["std"] == pytest.approx(0.02)
+    assert a["values"] == [0.50, 0.52, 0.54] and "seed" not in s["clip-at-zs"] and "method" not in s["clip-at-zs"]
+    b = s["b-ft-zs"]["mAP@all"]
+    assert b["n"] == 2 and b["mean"] == pytest.approx(0.305)
+    assert separated(a, b) == ">" and separated(b, a) == "<"
+    close = {"mean": 0.51, "std": 0.01, "n": 3}
+    assert separated(a, close) == "tie"  # 0.01 apart, 2 std = 0.04
+    assert seed_summary([{"x": {"m": 1.0}}])["x"]["m"]["std"] == 0.0
