@@ -34,8 +34,8 @@ PRESETS: dict[str, dict] = {
             "method": {"negatives": "batch-hard"},
             "world": {}},
     # The papers' schedule (batch 64, 60 epochs) and each method's own learning rates (issue 12):
-    # CLIP-AT: Adam, prompts 1e-4 .. 1e-3, LayerNorms 1e-6 .. 1e-4 (we take the low ends, those of
-    # the official code); DP-CLIP: 1e-5 new modules, 1e-6 CLIP LayerNorms; SpLIP does not give its
+    # CLIP-AT: Adam, prompts 1e-4 .. 1e-3, LayerNorms 1e-6 .. 1e-4 (DECISION: the low ends of the
+    # reported ranges, for 60 epochs of ViT-B/32); DP-CLIP: 1e-5 new modules, 1e-6 CLIP LayerNorms; SpLIP does not give its
     # rates: CLIP-AT's (DECISION). The baselines train like CLIP-AT's prompts (1e-4); B-FT moves the
     # whole ViT-B/32 tower, at the usual full fine-tuning rate 1e-5 (DECISION; the paper gives none).
     "paper": {"train": {"epochs": 60, "batch_size": 64, "classes_per_batch": 16, "warmup": 500, "amp": "auto"},
