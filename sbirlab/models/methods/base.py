@@ -50,8 +50,8 @@ class MethodConfig:
         prompt_init: initialisation of learnt prompt tokens (B-Cond, B-IP, B-MM, B-Deep, CLIP-AT):
             ``"normal-0.02"`` (N(0, 0.02^2), CoOp's context init; sbirlab's default), ``"xavier-uniform"``
             (VPT's official code: U(-v, v), v = sqrt(6 / (3 * patch_area + D)) for visual prompts,
-            sqrt(6 / D) for text ones) or ``"normal-1"`` (``torch.randn``, the official CLIP-AT and
-            ClipPrompt code). See :data:`PROMPT_INITS`. Chosen on the **validation** (held-out seen)
+            sqrt(6 / D) for text ones) or ``"normal-1"`` (unscaled ``torch.randn``, as public CLIP
+            prompt-learning SBIR code such as ClipPrompt does). See :data:`PROMPT_INITS`. Chosen on the **validation** (held-out seen)
             classes, CLIP-AT ZS, world v2 with the doodle-pretrained tiny CLIP, cpu preset, seed 0:
             validation mAP@all 0.795 (normal-0.02), 0.787 (xavier-uniform), 0.746 (normal-1); the
             large init moves the prompts far from the token statistics a small model was trained on.
