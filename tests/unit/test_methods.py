@@ -5,6 +5,7 @@ Methods are built on random-weight ``sbirlab-nano`` CLIPs (32 px); the real ``Vi
 """
 from __future__ import annotations
 
+import itertools
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -441,7 +442,7 @@ def test_batch_hard_keeps_the_sampled_negative_without_a_valid_one_and_rejects_u
 # the paper preset gives each method its paper's learning rates (issue 12, bug 4)
 
 
-def test_paper_preset_sets_each_methods_learning_rates_and_cpu_keeps_its_own(tokenizer):
+def test_presets_set_each_methods_learning_rates(tokenizer):
     from sbirlab.experiment import PRESETS, RunConfig
     from sbirlab.models.registry import method_names
 
@@ -449,10 +450,14 @@ def test_paper_preset_sets_each_methods_learning_rates_and_cpu_keeps_its_own(tok
     assert RunConfig(method="clip-at", preset="paper").resolved_method() == {"lr": 1e-4, "lr_ln": 1e-6}
     assert RunConfig(method="dp-clip", preset="paper").resolved_method() == {"lr": 1e-5, "lr_ln": 1e-6}
     assert RunConfig(method="dp-clip", preset="paper", method_cfg={"lr": 3e-5}).resolved_method()["lr"] == 3e-5
-    # the cpu preset (the shipped runs) is unchanged: its methods keep their own defaults
-    assert RunConfig(method="clip-at", preset="cpu").resolved_method() == {"negatives": "batch-hard"}
-    for name in method_names():
-        opts = RunConfig(method=name, preset="paper").resolved_method()
+    # the cpu preset (the shipped runs): random negatives and the rates chosen on the validation classes
+    assert RunConfig(method="clip-at", preset="cpu").resolved_method() == {
+        "negatives": "random", "lr": 1e-2, "lr_ln": 1e-3}
+    assert RunConfig(method="b-ft", preset="cpu").resolved_method() == {"negatives": "random", "lr": 1e-4}
+    assert RunConfig(method="dp-clip", preset="cpu").resolved_method() == {"negatives": "random"}
+    for name, preset in itertools.product(method_names(), ("paper", "cpu")):
+        opts = RunConfig(method=name, preset=preset).resolved_method()
+        opts.pop("negatives", None)
         m = make(name, "zs", tokenizer, **opts)  # every option is one the method knows
         for k, v in opts.items():
             assert getattr(m.cfg, k) == v
