@@ -142,12 +142,14 @@ def sample_grid(rows: Sequence[Sequence[Cell]], col_titles: Sequence[str] | None
 
 
 def world_rows(classes: Sequence[str], seed: int = 0, n_sketches: int = 3, size: int = 64,
-               drawing: bool = True, instance: int = 0, difficulty: float = 1.0) -> dict:
+               drawing: bool = True, instance: int = 0, difficulty: float = 1.0,
+               pose_range: float | None = None) -> dict:
     """One row per class of the synthetic world: photo, sketches by distinct drawers, clean drawing.
 
     Row ``c`` shows instance ``instance`` of class ``c`` exactly as the dataset of world seed ``seed``
-    (and ``sketch_difficulty=difficulty``) writes it: same instance seed, same drawers, same sketch
-    seeds as :func:`sbirlab.data.synthetic.ensure_dataset`, so the grid shows real dataset items.
+    (and ``sketch_difficulty=difficulty``, ``pose_range``: default the world's default) writes it: same
+    instance seed and pose, same drawers, same sketch seeds as :func:`sbirlab.data.synthetic.ensure_dataset`,
+    so the grid shows real dataset items.
 
     Returns:
         ``{"rows", "col_titles", "row_titles", "cell_labels"}``, to pass as ``sample_grid(**d)``.
@@ -157,10 +159,12 @@ def world_rows(classes: Sequence[str], seed: int = 0, n_sketches: int = 3, size:
     """
     from ..data import synthetic as sw
 
+    if pose_range is None:
+        pose_range = sw.WorldConfig().pose_range
     rows, labels = [], []
     for label in classes:
         inst_seed = sw._seed("world", seed, label, instance) % (2 ** 31)
-        inst = sw.make_instance(label, inst_seed)
+        inst = sw.make_instance(label, inst_seed, pose_range)
         drawers = np.random.default_rng(inst_seed).permutation(len(sw.DRAWERS))[:n_sketches]
         row = [sw.render_photo(inst, size)]
         row += [sw.render_sketch(inst, int(d), seed=k, size=size, difficulty=difficulty) for k, d in enumerate(drawers, start=1)]

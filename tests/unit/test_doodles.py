@@ -89,8 +89,9 @@ def test_shipped_doodles_carry_attribution_and_map():
 def test_pose_range_widens_poses_and_keeps_old_worlds():
     from sbirlab.data.synthetic import WorldConfig, make_instance
 
-    assert WorldConfig(pose_range=1.0).key() == WorldConfig().key()  # default worlds keep their cache keys
-    assert WorldConfig(pose_range=1.5).key() != WorldConfig().key()
+    # the v1 default world (50 photos x 5 sketches, made before the knob) keeps its cache key
+    assert WorldConfig(photos_per_class=50, sketches_per_photo=5, pose_range=1.0).key() == "ab73d0aa59"
+    assert WorldConfig(pose_range=1.5).key() != WorldConfig(pose_range=1.0).key()
     a = [make_instance("cow", s).attrs["pose_rot"] for s in range(200)]
     b = [make_instance("cow", s, pose_range=1.5).attrs["pose_rot"] for s in range(200)]
     assert max(map(abs, a)) <= 0.18 < max(map(abs, b)) <= 0.27

@@ -66,8 +66,11 @@ def test_card_describes_the_run(trained):
     assert card["classes"] == sorted(CLASSES)
     assert card["samples_seen"] == (cfg.samples // cfg.batch_size) * cfg.batch_size
     n_draw = round(cfg.photos_per_class * cfg.drawing_share / (1 - cfg.drawing_share))
-    assert card["corpus"] == {"images": len(CLASSES) * (cfg.photos_per_class + n_draw),
-                              "drawings": len(CLASSES) * n_draw, "photos": len(CLASSES) * cfg.photos_per_class}
+    n_synth = len(CLASSES) * (cfg.photos_per_class + n_draw)
+    n_doodle = round(n_synth * cfg.doodle_share / (1 - cfg.doodle_share))  # real-doodle renderings (not photos)
+    assert cfg.doodle_share > 0 and n_doodle > 0
+    assert card["corpus"] == {"images": n_synth + n_doodle, "drawings": len(CLASSES) * n_draw + n_doodle,
+                              "photos": len(CLASSES) * cfg.photos_per_class}
     assert set(card["split"]["unseen"]) <= set(CLASSES)
     json.dumps(card)  # JSON-able
 

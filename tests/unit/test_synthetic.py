@@ -138,7 +138,7 @@ def test_world_json_records_the_attributes_of_each_photo(world):
     metas = info["instances"]["giraffe"]
     assert [m["id"] for m in metas] == [f"giraffe_{i:04d}" for i in range(4)]
     for m in metas:  # the recorded attributes are those of the instance every file was drawn from
-        inst = make_instance("giraffe", m["seed"])
+        inst = make_instance("giraffe", m["seed"], SMALL.pose_range)
         assert m["attrs"] == {k: round(v, 4) for k, v in inst.attrs.items()}
     assert len({json.dumps(m["attrs"], sort_keys=True) for m in metas}) == 4  # fine-grained: all differ
 
