@@ -35,7 +35,8 @@ PRESETS: dict[str, dict] = {
     # against 0.80 with random negatives; benchmarks/results/issue12_recipe.md). Learning rates chosen on
     # the held-out seen (validation) classes from {1e-4, 1e-3, 1e-2}: the prompt methods gain from 1e-2
     # (CLIP-AT / SpLIP LayerNorms 1e-3), B-Lin keeps 1e-3, B-FT 1e-4; B-Cond follows the prompt methods
-    # and DP-CLIP keeps its defaults (neither validated separately).
+    # and DP-CLIP keeps its defaults, its paper's random -> batch-hard curriculum included (neither
+    # validated separately).
     "cpu": {"train": {"epochs": 6, "steps_per_epoch": 50, "batch_size": 32, "classes_per_batch": 8, "warmup": 10},
             "method": {"negatives": "random"},
             "world": {},
@@ -44,6 +45,7 @@ PRESETS: dict[str, dict] = {
                 "b-mm": {"lr": 1e-2}, "b-deep": {"lr": 1e-2},
                 "clip-at": {"lr": 1e-2, "lr_ln": 1e-3},
                 "splip": {"lr": 1e-2, "lr_ln": 1e-3},
+                "dp-clip": {"negatives": "curriculum"},
             }},
     # The papers' schedule (batch 64, 60 epochs) and each method's own learning rates (issue 12):
     # CLIP-AT: Adam, prompts 1e-4 .. 1e-3, LayerNorms 1e-6 .. 1e-4 (DECISION: the low ends of the

@@ -454,7 +454,7 @@ def test_presets_set_each_methods_learning_rates(tokenizer):
     assert RunConfig(method="clip-at", preset="cpu").resolved_method() == {
         "negatives": "random", "lr": 1e-2, "lr_ln": 1e-3}
     assert RunConfig(method="b-ft", preset="cpu").resolved_method() == {"negatives": "random", "lr": 1e-4}
-    assert RunConfig(method="dp-clip", preset="cpu").resolved_method() == {"negatives": "random"}
+    assert RunConfig(method="dp-clip", preset="cpu").resolved_method() == {"negatives": "curriculum"}
     for name, preset in itertools.product(method_names(), ("paper", "cpu")):
         opts = RunConfig(method=name, preset=preset).resolved_method()
         opts.pop("negatives", None)
