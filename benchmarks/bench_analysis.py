@@ -169,9 +169,8 @@ def main(argv=None) -> dict:
     }
     out = Path(args.out) if args.out else RESULTS / ("analysis_quick.json" if args.quick else "analysis.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    os.replace(tmp, out)
+    from sbirlab.io import atomic_write_json
+    atomic_write_json(res, out)
     print(json.dumps({"umap_s": umap_res["second_fit"]["wall_s"], "umap_first_fit_s": umap_res["first_fit"]["wall_s"],
                       "attention_64_s": att["warm_median_wall_s"], "loaded": res["machine"]["loaded"],
                       "written": str(out)}, indent=1))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
@@ -107,9 +106,8 @@ def main(argv=None) -> dict:
            "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__}
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / ("method_steps_small.json" if args.small else "method_steps.json")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    os.replace(tmp, path)
+    from sbirlab.io import atomic_write_json
+    atomic_write_json(out, path)
     print("wrote", path)
     return out
 

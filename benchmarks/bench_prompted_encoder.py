@@ -198,9 +198,8 @@ def main(argv=None) -> int:
         },
         "results": rows,
     }
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    from sbirlab.io import atomic_write_text
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out} (all_ok={result['all_ok']})")
     return 0
 

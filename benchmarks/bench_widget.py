@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     import ipycanvas  # noqa: F401  (the widget needs it; fail early with a clear import error)
     from sbirlab.models.backbone import load_backbone
     from sbirlab.models.registry import build_method
-    from sbirlab.train.loop import versions
+    from sbirlab.io import versions
     from sbirlab.widgets import Gallery, RetrievalEngine, SketchRetrievalWidget
 
     load_before = os.getloadavg()
@@ -183,9 +183,8 @@ def main(argv=None) -> int:
     }
     out = Path(args.out) if args.out else RESULTS_DIR / ("widget_small.json" if args.small else "widget.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    os.replace(tmp, out)
+    from sbirlab.io import atomic_write_text
+    atomic_write_text(out, json.dumps(res, indent=2) + "\n")
     print(json.dumps({k: res[k] for k in ("gallery", "refresh_ms", "query_ms", "meets_target")}, indent=2))
     print(f"machine loaded: {loaded} (load average {load_before[0]:.1f} -> {load_after[0]:.1f}, "
           f"cpu share {share:.2f}); wrote {out}")

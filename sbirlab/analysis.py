@@ -25,8 +25,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,6 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .io import atomic_savez
 from .metrics import fg_accuracy, relevant_ranks, retrieval_metrics
 
 log = logging.getLogger(__name__)
@@ -116,18 +115,6 @@ def cache_dir_for(run_dir) -> Path:
     return run_dir / "analysis_cache"
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 def embed_cached(method, items: Sequence, modality: str, loader, device="cpu", cache_dir=None,
                  batch_size: int = 128, progress: bool = False, extra_key: str = "") -> np.ndarray:
@@ -172,7 +159,7 @@ def embed_cached(method, items: Sequence, modality: str, loader, device="cpu", c
     feats = encode_items(method, list(items), modality, loader, batch_size, device, progress).numpy()
     feats = np.ascontiguousarray(feats, dtype=np.float32)
     if path is not None:
-        _atomic_savez(path, feats=feats)
+        atomic_savez(path, feats=feats)
         log.info("embedding cache written: %s", path)
     return feats
 

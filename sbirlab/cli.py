@@ -43,21 +43,25 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("--no-gates", action="store_true", help="with --ship: skip measuring the gates for the model card")
     pt.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override PretrainConfig fields, e.g. samples=400000 drawing_share=0.3")
-    tr = sub.add_parser("train", help="train a method and evaluate it on the test classes")
-    tr.add_argument("--method", default="clip-at")
-    tr.add_argument("--setting", default="zs", choices=["zs", "gzs", "fg"],
+    tr = sub.add_parser("train", help="train a method and evaluate it on the test classes (data-parallel "
+                                      "under torchrun: torchrun --nproc_per_node=N -m sbirlab train ...)")
+    tr.add_argument("--config", default=None, help="a RunConfig JSON file (e.g. a run's config.json); flags override it")
+    tr.add_argument("--method", default=None, help="registered method name (clip-at, b-ip, ...; default clip-at)")
+    tr.add_argument("--setting", default=None, choices=["zs", "gzs", "fg"],
                     help="zs: unseen classes; gzs: generalised (trains as zs, tests on unseen + 20%% seen); fg: instance level")
-    tr.add_argument("--dataset", default="synthetic")
+    tr.add_argument("--dataset", default=None, help="synthetic (default), sketchy, tuberlin, quickdraw, sketchy-fg")
     tr.add_argument("--root", default=None)
     tr.add_argument("--split", default=None)
-    tr.add_argument("--backbone", default="tiny-synthetic")
-    tr.add_argument("--preset", default="cpu", choices=["ci", "cpu", "paper"])
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--device", default="auto")
+    tr.add_argument("--backbone", default=None, help="tiny-synthetic (default), ViT-B-32:openai, sbirlab-nano, ...")
+    tr.add_argument("--preset", default=None, choices=["ci", "cpu", "paper"], help="default cpu")
+    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--device", default=None, help="auto | cpu | cuda (under torchrun: this rank's GPU)")
     tr.add_argument("--out", required=True, help="run folder (config.json, metrics.json, checkpoints)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="method options (e.g. lambda_cls=0) or train.KEY=VALUE (e.g. train.epochs=2)")
+                    help="method options (lambda_cls=0), train.KEY=VALUE (train.epochs=3) or world.KEY=VALUE "
+                         "(values parsed as JSON when possible)")
+    tr.add_argument("--no-progress", action="store_true")
 
     tb = sub.add_parser("table", help="train every method of the results table (resumable)")
     tb.add_argument("--preset", default="cpu", choices=["ci", "cpu", "paper"])
@@ -97,17 +101,48 @@ def _literal(v: str):
         return v
 
 
-def _parse_overrides(cls, pairs):
-    import dataclasses
+def run_config_from_args(args: argparse.Namespace):
+    """The :class:`~sbirlab.experiment.RunConfig` of ``sbirlab train`` arguments: ``--config`` (a
+    run's ``config.json``), then the flags, then ``--set`` (bare keys are method options, ``train.`` and
+    ``world.`` keys go to those groups). Unknown keys fail here, before any process-group work."""
+    from .experiment import RunConfig
 
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    d: dict = {}
+    if args.config:
+        d = json.loads(Path(args.config).read_text())
+        d.pop("method_resolved", None)  # a record only; the options come from method_cfg + preset
+        train = d.get("train", {})  # a run's config.json holds the resolved train config
+        d["train"] = {k: v for k, v in train.items() if k not in ("seed", "device")}
+    for name in ("method", "setting", "dataset", "root", "split", "backbone", "preset", "seed", "device"):
+        v = getattr(args, name)
+        if v is not None:
+            d[name] = v
+    for kv in args.set:
+        key, eq, val = kv.partition("=")
+        group, dot, field = key.partition(".")
+        if not dot:  # a bare KEY is a method option, as in ``sbirlab train --set lambda_cls=0``
+            group, field = "method_cfg", key
+        if not eq or not field or group not in ("train", "method_cfg", "world"):
+            raise SystemExit(f"--set expects KEY=VALUE (a method option), train.KEY=VALUE or world.KEY=VALUE, "
+                             f"got {kv!r}")
+        d.setdefault(group, {})[field] = _literal(val)
+    cfg = RunConfig.from_dict(d)
+    cfg.resolved_train()
+    return cfg
+
+
+def _parse_overrides(cls, pairs):
+    from .config import check_keys
+
     out = {}
     for kv in pairs:
         if "=" not in kv:
             raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
         k, v = kv.split("=", 1)
-        if k not in fields:
-            raise SystemExit(f"unknown setting {k!r}; known: {', '.join(fields)}")
+        try:
+            check_keys(cls, {k: v}, "--set key")
+        except TypeError as e:
+            raise SystemExit(str(e)) from None
         default = getattr(cls(), k)
         if isinstance(default, bool):
             out[k] = v.lower() in ("1", "true", "yes")
@@ -128,8 +163,12 @@ def DatasetErrorType():
 
 
 def main(argv=None) -> int:
+    import os
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # under torchrun only rank 0 logs at INFO level (the others would repeat every line)
+    logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     if args.cmd == "data":
         from .data.base import DatasetError
 
@@ -154,22 +193,13 @@ def main(argv=None) -> int:
             print(path)
             return 0
     if args.cmd == "train":
-        from .experiment import RunConfig
-        method_cfg, train = {}, {}
-        for kv in args.set:
-            if "=" not in kv:
-                raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
-            k, v = kv.split("=", 1)
-            (train if k.startswith("train.") else method_cfg)[k.removeprefix("train.")] = _literal(v)
-        cfg = RunConfig(method=args.method, setting=args.setting, dataset=args.dataset, root=args.root,
-                        split=args.split, backbone=args.backbone, preset=args.preset, seed=args.seed,
-                        device=args.device, method_cfg=method_cfg, train=train)
         import os
 
-        from .train.distributed import run_distributed  # plain run_experiment unless under torchrun
+        from .experiment import run_distributed  # plain run_experiment unless under torchrun
         try:
-            metrics = run_distributed(cfg, args.out, resume=args.resume)
-        except (DatasetErrorType(), KeyError, TypeError) as e:
+            cfg = run_config_from_args(args)
+            metrics = run_distributed(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        except (DatasetErrorType(), KeyError, TypeError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         if os.environ.get("RANK", "0") == "0":
@@ -178,7 +208,7 @@ def main(argv=None) -> int:
     if args.cmd == "table":
         from .experiment import train_table
         from .tables import seed_summary
-        from .train.loop import _atomic_json
+        from .io import atomic_write_json
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         per_seed = {}
         for seed in seeds:
@@ -187,7 +217,7 @@ def main(argv=None) -> int:
                                                tuple(args.settings.split(",")), not args.no_ablations,
                                                backbone=args.backbone, seed=seed)
         if len(seeds) > 1:
-            _atomic_json({"preset": args.preset, "seeds": seeds, "runs": seed_summary(list(per_seed.values()))},
+            atomic_write_json({"preset": args.preset, "seeds": seeds, "runs": seed_summary(list(per_seed.values()))},
                          Path(args.out) / "table_seeds.json")
         for name, m in res.items():
             keys = ("mAP@all", "mAP@200", "P@100", "P@200") if "mAP@all" in m else ("Acc@1", "Acc@5", "Acc@10")

@@ -16,102 +16,16 @@ import functools
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .train.loop import TrainConfig, _atomic_json, evaluate, fit, versions
+from .config import PRESETS, Preset, RunConfig, from_dict  # noqa: F401  (re-exported: the run's config)
+from .io import atomic_copy, atomic_write_json, versions
+from .train.loop import evaluate, fit
 
 log = logging.getLogger(__name__)
-
-PRESETS: dict[str, dict] = {
-    "ci": {"train": {"epochs": 1, "max_steps": 3, "batch_size": 8, "classes_per_batch": 4, "warmup": 1},
-           "method": {"negatives": "batch-hard"},
-           "world": {"photos_per_class": 4, "sketches_per_photo": 2}},
-    # 6 epochs x 50 steps (issue 12, world v2): the whole table (33 trained runs) in ~1 h on 2 CPU cores.
-    # Random negatives, as in the papers: batch-hard mining collapsed the triplet-only baselines on
-    # world v2 (B-Deep's triplet loss sat at the margin 0.3, every embedding equal; validation mAP 0.44
-    # against 0.80 with random negatives; benchmarks/results/issue12_recipe.md). Learning rates chosen on
-    # the held-out seen (validation) classes from {1e-4, 1e-3, 1e-2}: the prompt methods gain from 1e-2
-    # (CLIP-AT / SpLIP LayerNorms 1e-3), B-Lin keeps 1e-3, B-FT 1e-4; B-Cond follows the prompt methods
-    # and DP-CLIP keeps its defaults, its paper's random -> batch-hard curriculum included (neither
-    # validated separately).
-    "cpu": {"train": {"epochs": 6, "steps_per_epoch": 50, "batch_size": 32, "classes_per_batch": 8, "warmup": 10},
-            "method": {"negatives": "random"},
-            "world": {},
-            "method_by_name": {
-                "b-ft": {"lr": 1e-4}, "b-lin": {"lr": 1e-3}, "b-cond": {"lr": 1e-2}, "b-ip": {"lr": 1e-2},
-                "b-mm": {"lr": 1e-2}, "b-deep": {"lr": 1e-2},
-                "clip-at": {"lr": 1e-2, "lr_ln": 1e-3},
-                "splip": {"lr": 1e-2, "lr_ln": 1e-3},
-                "dp-clip": {"negatives": "curriculum"},
-            }},
-    # The papers' schedule (batch 64, 60 epochs) and each method's own learning rates (issue 12):
-    # CLIP-AT: Adam, prompts 1e-4 .. 1e-3, LayerNorms 1e-6 .. 1e-4 (DECISION: the low ends of the
-    # reported ranges, for 60 epochs of ViT-B/32); DP-CLIP: 1e-5 new modules, 1e-6 CLIP LayerNorms; SpLIP does not give its
-    # rates: CLIP-AT's (DECISION). The baselines train like CLIP-AT's prompts (1e-4); B-FT moves the
-    # whole ViT-B/32 tower, at the usual full fine-tuning rate 1e-5 (DECISION; the paper gives none).
-    "paper": {"train": {"epochs": 60, "batch_size": 64, "classes_per_batch": 16, "warmup": 500, "amp": "auto"},
-              "world": {},
-              "method_by_name": {
-                  "b-ft": {"lr": 1e-5}, "b-lin": {"lr": 1e-4}, "b-cond": {"lr": 1e-4}, "b-ip": {"lr": 1e-4},
-                  "b-mm": {"lr": 1e-4}, "b-deep": {"lr": 1e-4},
-                  "clip-at": {"lr": 1e-4, "lr_ln": 1e-6},
-                  "dp-clip": {"lr": 1e-5, "lr_ln": 1e-6},
-                  "splip": {"lr": 1e-4, "lr_ln": 1e-6},
-              }},
-}
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run. Saved as ``config.json``; ``from_dict`` rejects unknown keys."""
-
-    method: str = "clip-at"
-    setting: str = "zs"
-    dataset: str = "synthetic"
-    root: str | None = None
-    split: str | None = None
-    backbone: str = "tiny-synthetic"
-    preset: str = "cpu"
-    seed: int = 0
-    device: str = "auto"
-    method_cfg: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-    world: dict = field(default_factory=dict)
-    #: training-data options (generalisation sweeps): ``train_fraction`` (0 < f <= 1 of each seen class's
-    #: photos, with their sketches) and ``train_classes`` (how many seen classes train); validation and
-    #: test partitions never change. See :func:`sbirlab.generalisation.restrict_training`.
-    data: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise TypeError(f"unknown RunConfig key(s) {unknown}; known: {sorted(names)}")
-        return cls(**d)
-
-    def resolved_train(self) -> TrainConfig:
-        if self.preset not in PRESETS:
-            raise KeyError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
-        t = {**PRESETS[self.preset]["train"], **self.train, "seed": self.seed, "device": self.device}
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(t) - names)
-        if unknown:
-            raise TypeError(f"unknown train option(s) {unknown}; known: {sorted(names)}")
-        return TrainConfig(**t)
-
-    def resolved_method(self) -> dict:
-        """The preset's method options (e.g. ``negatives``), then the preset's options for this method
-        (``method_by_name``: the ``paper`` preset's learning rates), overridden by ``method_cfg``."""
-        preset = PRESETS.get(self.preset, {})
-        return {**preset.get("method", {}), **preset.get("method_by_name", {}).get(self.method, {}),
-                **self.method_cfg}
-
-    def resolved_world(self) -> dict:
-        return {**PRESETS.get(self.preset, {}).get("world", {}), **self.world}
 
 
 def load_data(cfg: RunConfig):
@@ -122,12 +36,12 @@ def load_data(cfg: RunConfig):
     kw = {}
     if cfg.dataset == "synthetic":
         from .data.synthetic import WorldConfig
-        kw["cfg"] = WorldConfig(seed=0, **cfg.resolved_world())
+        kw["cfg"] = from_dict(WorldConfig, {"seed": 0, **cfg.resolved_world()}, "world option")
     index = load_dataset(cfg.dataset, root=cfg.root, **kw)
     split = get_split(cfg.dataset, cfg.split, index=index, root=index.root)
     parts = make_partitions(index, split)
     if cfg.data:
-        from .generalisation import restrict_training
+        from .data.base import restrict_training
         parts = restrict_training(parts, seed=cfg.seed, **cfg.data)
     return index, parts
 
@@ -145,18 +59,18 @@ def build(cfg: RunConfig, backbone=None):
     classes = sorted({i.label for i in parts.train_sketches})
     torch.manual_seed(cfg.seed)
     method = build_method(cfg.method, bb, cfg.setting, classnames=classes, **cfg.resolved_method()).to(device)
-    loader = ImageLoader(bb.image_size, bb.mean, bb.std, cache=True, root=None)
+    loader = ImageLoader.for_backbone(bb, cache=True)
     return bb, method, loader, index, parts, classes, device
 
 
-#: share of seen-class items added to the generalised ZS test set (SEM-PCYC's recipe, METHODS.md §1)
+#: share of seen-class items added to the generalised ZS test set (SEM-PCYC's recipe, docs/methods.md §1.4)
 GZS_FRACTION = 0.2
 
 
 def gzs_test_set(parts, fraction: float = GZS_FRACTION, seed: int = 0):
     """The generalised ZS-SBIR test set: the unseen test queries and gallery plus seen-class items.
 
-    SEM-PCYC's recipe (Dutta and Akata, CVPR 2019; METHODS.md §1), which SpLIP follows: add seen-class
+    SEM-PCYC's recipe (Dutta and Akata, CVPR 2019; docs/methods.md §1.4), which SpLIP follows: add seen-class
     sketches and photos numbering ``fraction`` (20%) of the unseen test sketches / photos (rounded),
     drawn without replacement from the items of the split's seen classes (training and validation
     classes; SEM-PCYC draws from the training files, so a model has trained on them: GZS tests
@@ -248,7 +162,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bo
     out = Path(out_dir) if out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_json(full, out / "config.json")
+        atomic_write_json(full, out / "config.json", main_only=True)
     if method.trainable_named_parameters():
         state = fit(method, data, val, tcfg, out, resume=resume, run_config=full, callbacks=callbacks,
                     epoch_callbacks=epoch_callbacks, progress=progress, device=device)
@@ -265,16 +179,16 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path | None = None, resume: bo
         **test,
         "method": cfg.method, "setting": cfg.setting, "dataset": cfg.dataset, "split": parts.split.name,
         "backbone": cfg.backbone, "preset": cfg.preset, "seed": cfg.seed,
-        "metric_convention": "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (METHODS §1)"
+        "metric_convention": "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (docs/methods.md §1.3)"
         + ("; GZS: unseen test set + 20% seen-class sketches / photos, seen/ and unseen/ = per-part means"
            if cfg.setting == "gzs" else "") if cfg.setting in ("zs", "gzs")
-        else "Acc@k within the query's category (METHODS §1)",
+        else "Acc@k within the query's category (docs/methods.md §1.5)",
         "best_epoch": state.best_epoch, "val_best": state.best if state.best_epoch > 0 else None,
         "trainable_parameters": sum(p.numel() for _, p in method.trainable_named_parameters()),
         "train_steps": state.step, "wall_time_s": round(time.time() - t0, 1), "versions": versions(),
     }
     if out:
-        _atomic_json(metrics, out / "metrics.json")
+        atomic_write_json(metrics, out / "metrics.json", main_only=True)
     return metrics
 
 
@@ -289,6 +203,39 @@ class LoadedRun:
     loader: object
     parts: object
     device: object
+
+
+def run_distributed(cfg, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+                    backbone=None, destroy: bool = True) -> dict:
+    """:func:`~sbirlab.experiment.run_experiment` under torchrun (or in one process without it).
+
+    Rank 0 prepares the dataset first (the synthetic world is generated on first use), then every
+    rank runs the experiment; :func:`sbirlab.train.loop.fit` detects the process group and trains
+    with DDP. Returns the test metrics (identical on every rank; written by rank 0 only).
+
+    Args:
+        cfg: a :class:`~sbirlab.experiment.RunConfig`; ``cfg.train["batch_size"]`` is the global batch.
+        out_dir: the run folder (shared by the ranks; rank 0 writes it).
+        resume: continue from ``out_dir/checkpoint.pt``.
+        progress: progress bars (rank 0 only).
+        backbone: a loaded backbone to reuse (as ``run_experiment``).
+        destroy: destroy the process group at the end (if this call created it).
+    """
+    from .train.distributed import barrier, cleanup, init_distributed
+
+    created = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    info = init_distributed()
+    try:
+        if info.world_size > 1:
+            if info.is_main:
+                load_data(cfg)
+            barrier()
+        metrics = run_experiment(cfg, out_dir, resume=resume, progress=progress and info.is_main, backbone=backbone)
+        barrier()
+        return metrics
+    finally:
+        if destroy and created:
+            cleanup()
 
 
 def load_run(run_dir: str | Path, backbone=None, which: str = "best") -> LoadedRun:
@@ -415,7 +362,7 @@ def record_doodle_columns(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     r = load_run(run_dir)
     cols = doodle_columns(r)
-    _atomic_json({**r.metrics, **cols}, run_dir / "metrics.json")
+    atomic_write_json({**r.metrics, **cols}, run_dir / "metrics.json", main_only=True)
     return cols
 
 
@@ -436,9 +383,6 @@ def gzs_from_zs_run(zs_run_dir: str | Path, out_dir: str | Path, backbone=None) 
     ``config.json`` (setting ``"gzs"``), the checkpoints, ``history.json`` and ``metrics.json``, whose
     ``derived_from`` names the ZS run and whose ``wall_time_s`` is this evaluation's.
     """
-    import os
-    import shutil
-
     t0 = time.time()
     src, out = Path(zs_run_dir), Path(out_dir)
     d = json.loads((src / "config.json").read_text())
@@ -447,9 +391,8 @@ def gzs_from_zs_run(zs_run_dir: str | Path, out_dir: str | Path, backbone=None) 
     out.mkdir(parents=True, exist_ok=True)
     for f in ("best.pt", "checkpoint.pt", "history.json"):
         if (src / f).exists():
-            shutil.copyfile(src / f, out / f"{f}.tmp")
-            os.replace(out / f"{f}.tmp", out / f)
-    _atomic_json({**d, "setting": "gzs"}, out / "config.json")
+            atomic_copy(src / f, out / f, main_only=True)
+    atomic_write_json({**d, "setting": "gzs"}, out / "config.json", main_only=True)
     import copy
 
     r = load_run(out, copy.deepcopy(backbone) if backbone is not None else None)  # loading tunes its LayerNorms
@@ -460,7 +403,7 @@ def gzs_from_zs_run(zs_run_dir: str | Path, out_dir: str | Path, backbone=None) 
                "setting": "gzs", "metric_convention": zs.get("metric_convention", "") + "; GZS: unseen test set + 20% "
                "seen-class sketches / photos, seen/ and unseen/ = per-part means",
                "derived_from": src.name, "wall_time_s": round(time.time() - t0, 1)}
-    _atomic_json(metrics, out / "metrics.json")
+    atomic_write_json(metrics, out / "metrics.json", main_only=True)
     return metrics
 
 
@@ -511,7 +454,7 @@ def load_or_train(cfg: RunConfig, preset: str | None = None, out_root: str | Pat
     return load_run(run_dir, backbone)
 
 
-#: CLIP-AT's ablations (METHODS.md §4), by setting: the options that switch one component off.
+#: CLIP-AT's ablations (docs/methods.md §4.6), by setting: the options that switch one component off.
 ABLATIONS = {
     "zs": ({"tune_ln": False}, {"lambda_cls": 0}),
     "fg": ({"lambda_cls": 0}, {"lambda_ps": 0}, {"lambda_fdiv": 0}),
@@ -563,6 +506,6 @@ def train_table(out_root: str | Path, preset: str = "cpu", methods=None, setting
         log.info("table: training %s", name)
         results[name] = run_experiment(cfg, run_dir, resume=resume, progress=progress)
     total = sum(r.get("wall_time_s", 0) for r in results.values())
-    _atomic_json({"preset": preset, "runs": results, "sum_of_run_wall_times_s": round(total, 1),
-                  "this_call_s": round(time.time() - t0, 1)}, out_root / "table.json")
+    atomic_write_json({"preset": preset, "runs": results, "sum_of_run_wall_times_s": round(total, 1),
+                       "this_call_s": round(time.time() - t0, 1)}, out_root / "table.json", main_only=True)
     return results

@@ -6,7 +6,7 @@ Three entry points, each returning a flat dict with self-describing keys (CLIP_b
 * :func:`gzs_metrics` -- generalised ZS-SBIR: the same, overall and for the seen / unseen queries.
 * :func:`fg_accuracy` -- fine-grained (instance-level) ZS-SBIR: ``Acc@1``, ``Acc@5``, ``Acc@10``.
 
-Definitions (METHODS.md section 1). For one query, ``R`` is the number of relevant gallery items
+Definitions (docs/methods.md §1.3). For one query, ``R`` is the number of relevant gallery items
 (same class), ``rank_j`` the 1-based rank of its ``j``-th best-ranked relevant item, ``R_k`` the
 number of relevant items in the top ``k``:
 
@@ -14,7 +14,7 @@ number of relevant items in the top ``k``:
 * ``AP@all = (1/R) * sum_j j / rank_j`` -- non-interpolated average precision over the full
   ranking; equal to ``sklearn.metrics.average_precision_score`` and torchmetrics'
   ``retrieval_average_precision`` when there are no tied scores.
-* ``AP@k``, convention ``"rk"`` (default, DECISION of METHODS.md): ``(1/R_k) * sum_{rank_j<=k} j/rank_j``,
+* ``AP@k``, convention ``"rk"`` (default, decision of docs/methods.md §1.3): ``(1/R_k) * sum_{rank_j<=k} j/rank_j``,
   the AP of the top-``k`` list alone (SEM-PCYC ``apsak``, torchmetrics ``top_k``, ClipPrompt).
   A query with ``R_k = 0`` scores 0.
 * ``AP@k``, convention ``"min_k_r"``: the same sum divided by ``min(k, R)`` -- the denominators of the
@@ -54,7 +54,7 @@ Per-query values (``per_query=True``) serve per-class AP and paired comparisons 
 all relevant items are available from :func:`relevant_ranks`, the FG ranks from
 ``fg_accuracy(..., return_ranks=True)``.
 
-Peer conventions that differ (measured on the same scores, FACTS.md): SAKE / ZSE-SBIR / DRCPL report a
+Peer conventions that differ (measured on the same scores, docs/methods.md §8.2): SAKE / ZSE-SBIR / DRCPL report a
 VOC-interpolated mAP@200 divided by ``min(200, R)`` (0.60 where ``"rk"`` gives 0.72) and an interpolated
 mAP@all (+0.002 to +0.011); torchmetrics >= 1.7.4 treats items scored ``<= 0`` as not relevant, so
 cosine *distances* passed as scores read 0 there.
@@ -493,7 +493,7 @@ def retrieval_metrics(
         gallery_labels: ``[G]`` class of each gallery item. Relevant = same class.
         ks: cut-offs for precision, one ``"P@k"`` key each.
         map_k: cut-offs for truncated mAP, one ``"mAP@k"`` key each.
-        map_convention: ``"rk"`` (default, METHODS.md DECISION: AP of the top-k list divided by the
+        map_convention: ``"rk"`` (default, decision of docs/methods.md §1.3: AP of the top-k list divided by the
             relevant items found in it) or ``"min_k_r"`` (divided by ``min(k, R)``, VOC-style
             denominator without interpolation). Record it next to the numbers.
         chunk_size: query rows per chunk; default ~1M similarities per chunk (working memory
@@ -554,8 +554,8 @@ def gzs_metrics(
 ) -> dict[str, Any]:
     """Generalised ZS-SBIR metrics: overall, and for the seen-class and unseen-class queries.
 
-    The gallery is the whole mixed gallery (unseen photos plus the sampled seen photos, METHODS.md
-    section 1) for every query: a seen-class sketch competes with the unseen photos too and vice versa.
+    The gallery is the whole mixed gallery (unseen photos plus the sampled seen photos, docs/methods.md
+    §1.4) for every query: a seen-class sketch competes with the unseen photos too and vice versa.
     Only the set of queries averaged over changes; one ranking pass serves all three results.
 
     Args:
@@ -615,7 +615,7 @@ def fg_accuracy(
             (category, id); pooled, ids must be unique across categories (Sketchy's file stems are).
         query_labels, gallery_labels: categories; required when ``within_category`` is True.
         ks: cut-offs, one ``"Acc@k"`` key each.
-        within_category: METHODS.md DECISION (DP-CLIP convention): a query is ranked only against the
+        within_category: decision of docs/methods.md §1.5 (DP-CLIP convention): a query is ranked only against the
             photos of its own category. False = against the whole (pooled) gallery.
         return_ranks: also return ``result["ranks"]``, the ``[Q]`` 1-based rank of the true match
             (for rank histograms).

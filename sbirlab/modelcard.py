@@ -41,7 +41,7 @@ def zero_shot_classification(backbone, items, classes, template="a photo of a {}
 
     m = build_method("frozen", backbone, "zs", classnames=classes)
     text = m.frozen_text_features(classes, template)
-    loader = ImageLoader(backbone.image_size, backbone.mean, backbone.std, cache=False)
+    loader = ImageLoader.for_backbone(backbone, cache=False)
     feats = encode_items(m, items, items[0].modality if items else "photo", loader, batch_size, backbone.device)
     pred = (feats @ text.cpu().T).argmax(1)
     y = torch.tensor([classes.index(i.label) for i in items])

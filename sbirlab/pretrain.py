@@ -24,15 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .io import atomic_torch_save, versions
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +266,6 @@ def _augment(x_u8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return pad[:, :, dy:dy + H, dx:dx + W]
 
 
-def _atomic_save(obj, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship_to: str | Path | None = None,
              progress: bool = True) -> dict:
@@ -362,9 +358,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship
             t_last = time.time()
         history.append(rec)
         if step % cfg.ckpt_every == 0 or step == steps:
-            _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                          "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                          "history": history, "elapsed": elapsed, "config": asdict(cfg)}, state_path)
+            atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                               "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+                               "history": history, "elapsed": elapsed, "config": asdict(cfg)}, state_path)
             t_last = time.time()
     bar.close()
     model.eval()
@@ -375,7 +371,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship
         "corpus": {"images": N, "drawings": int(is_drawing.sum()), "photos": int((~is_drawing).sum())},
         "samples_seen": step * cfg.batch_size, "wall_time_s": round(elapsed, 1),
         "machine": {"cpu_threads": torch.get_num_threads(), "device": device, "platform": platform.platform()},
-        "versions": _versions(),
+        "versions": versions(),
         "final": {k: v for k, v in history[-1].items() if k != "step"},
     }
     (out_dir / "history.json").write_text(json.dumps(history))
@@ -384,11 +380,3 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, ship
         from .models.backbone import save_tiny_checkpoint
         save_tiny_checkpoint(model, Path(ship_to), cfg.arch, card, list(cfg.mean), list(cfg.std))
     return card
-
-
-def _versions() -> dict:
-    import open_clip
-
-    import sbirlab
-    return {"sbirlab": sbirlab.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
-            "python": platform.python_version()}

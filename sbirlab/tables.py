@@ -5,7 +5,7 @@ CVPR 2023 (arXiv 2303.13440), Table 1: rows are the CLIP baselines B-FT ... B-De
 (:data:`sbirlab.models.registry.TABLE1`), columns the category-level (ZS) and fine-grained (FG)
 metrics. :func:`table1` builds that table from our run metrics (``metrics.json`` dicts, as
 :func:`sbirlab.experiment.run_experiment` writes them) and adds the paper's Sketchy / ViT-B/32
-numbers (METHODS.md section 3) in separate, clearly labelled columns: they come from another
+numbers (docs/methods.md §3.5) in separate, clearly labelled columns: they come from another
 dataset and another backbone, so they show the *shape* to expect, never a target for our values.
 
 Units: ZS metrics are fractions in [0, 1] (as the paper prints mAP); FG accuracies are shown in
@@ -59,7 +59,7 @@ FG_COLUMNS: tuple[str, ...] = ("Acc@1", "Acc@5")
 
 PUBLISHED_SOURCE = "published (Sketchy, ViT-B/32)"
 
-#: CLIP-AT Table 1 as METHODS.md section 3 records it: Sketchy mAP@200 (fraction) and FG Acc@1 (percent)
+#: CLIP-AT Table 1 as docs/methods.md §3.5 records it: Sketchy mAP@200 (fraction) and FG Acc@1 (percent)
 PUBLISHED: dict[str, dict[str, float]] = {
     "b-ft": {"mAP@200": 0.102, "Acc@1": 1.23},
     "b-lin": {"mAP@200": 0.422, "Acc@1": 15.75},
@@ -70,7 +70,7 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "clip-at": {"mAP@200": 0.723, "Acc@1": 28.68, "Acc@5": 62.34},
 }
 
-#: CLIP-AT's published ablations (METHODS.md section 4), keyed by our run-name suffix
+#: CLIP-AT's published ablations (docs/methods.md §4.6), keyed by our run-name suffix
 #: (see :func:`sbirlab.experiment.run_name`); Sketchy, ViT-B/32; mAP@200 fraction, Acc@k percent
 PUBLISHED_ABLATIONS: dict[str, dict[str, dict[str, float]]] = {
     "zs": {"full": {"mAP@200": 0.723}, "tune_ln=False": {"mAP@200": 0.698}},

@@ -21,10 +21,10 @@ cleared in the copies; the ``parameters`` cell and cell ids are kept so papermil
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from .io import atomic_write_text
 
 __all__ = ["BEGIN", "END", "SolutionMarkerError", "strip_solutions", "student_notebook",
            "write_student_copies", "stale_student_copies"]
@@ -101,17 +101,6 @@ def _dump(nb: dict) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _expected(src_dir: Path) -> dict[str, str]:
     """Student copy text of every numbered notebook in ``src_dir``, by file name."""
@@ -138,7 +127,7 @@ def write_student_copies(src_dir: str | Path | None = None, out_dir: str | Path 
     for name, text in exp.items():
         p = out / name
         if not p.exists() or p.read_text(encoding="utf-8") != text:
-            _atomic_write(p, text)
+            atomic_write_text(p, text)
         written.append(p)
     for p in out.glob("*.ipynb"):  # a notebook deleted or renamed upstream
         if p.name not in exp:

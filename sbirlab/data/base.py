@@ -171,3 +171,79 @@ def make_partitions(index: DatasetIndex, split: ZSSplit) -> Partitions:
         val_sketches=pick(index.sketches, val), val_photos=pick(index.photos, val),
         test_queries=pick(index.sketches, unseen), test_gallery=pick(index.photos, unseen),
         split=split)
+
+
+# --------------------------------------------------------------------------------------------------
+# training-data restriction (the generalisation sweeps of sbirlab.generalisation)
+
+
+def _nested_order(keys, seed: int, salt: str) -> list[str]:
+    """A fixed random order of ``keys`` (sorted first), so prefixes of it are nested subsets."""
+    import zlib
+
+    import numpy as np
+
+    keys = sorted(keys)
+    rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
+    return [keys[i] for i in rng.permutation(len(keys))]
+
+
+def restrict_training(parts, train_fraction: float = 1.0, train_classes: int | None = None, seed: int = 0):
+    """Keep part of the training partition; validation and test partitions are returned unchanged.
+
+    Args:
+        parts: :class:`~sbirlab.data.base.Partitions`.
+        train_fraction: fraction of each training class's photos to keep (``ceil``, at least one), with
+            the sketches drawn from them (paired sketches follow their photo; unpaired sketches are
+            subsampled with the same fraction).
+        train_classes: number of training (seen) classes to keep, at least 2 (a triplet needs a negative
+            class); ``None`` = all.
+        seed: the draw; subsets of one seed are nested across fractions and class counts.
+
+    Returns:
+        New :class:`~sbirlab.data.base.Partitions` (the split object is kept as it is: it names the
+        dataset's seen classes, some of which may now be unused).
+
+    Raises:
+        ValueError: a fraction outside ``(0, 1]``, or a class count outside ``[2, #training classes]``.
+    """
+    import math
+
+    if not (isinstance(train_fraction, (int, float)) and 0.0 < float(train_fraction) <= 1.0):
+        raise ValueError(f"data option train_fraction must be in (0, 1], got {train_fraction!r}")
+    classes = sorted({i.label for i in parts.train_sketches} | {i.label for i in parts.train_photos})
+    keep_classes = set(classes)
+    if train_classes is not None:
+        n = int(train_classes)
+        if n != train_classes or not 2 <= n <= len(classes):
+            raise ValueError(f"data option train_classes must be an integer in [2, {len(classes)}] (the training "
+                             f"classes of split {parts.split.name!r}), got {train_classes!r}")
+        keep_classes = set(_nested_order(classes, seed, "classes")[:n])
+    photos, sketches = [], []
+    by_cls_ph: dict[str, list] = {}
+    for p in parts.train_photos:
+        if p.label in keep_classes:
+            by_cls_ph.setdefault(p.label, []).append(p)
+    by_cls_sk: dict[str, list] = {}
+    for s in parts.train_sketches:
+        if s.label in keep_classes:
+            by_cls_sk.setdefault(s.label, []).append(s)
+    f = float(train_fraction)
+    for c in sorted(keep_classes):
+        ph = by_cls_ph.get(c, [])
+        by_path = {p.path: p for p in ph}
+        order = _nested_order(list(by_path), seed, f"photos/{c}")
+        kept = [by_path[k] for k in order[:max(1, math.ceil(f * len(order)))]] if order else []
+        kept_ids = {p.instance for p in kept if p.instance}
+        photos += sorted(kept, key=lambda p: p.path)
+        sk = by_cls_sk.get(c, [])
+        photo_ids = {p.instance for p in ph if p.instance}
+        paired = [s for s in sk if s.instance and s.instance in photo_ids]
+        unpaired = [s for s in sk if not (s.instance and s.instance in photo_ids)]
+        sketches += [s for s in paired if s.instance in kept_ids]
+        if unpaired:
+            u = {s.path: s for s in unpaired}
+            uo = _nested_order(list(u), seed, f"sketches/{c}")
+            sketches += [u[k] for k in uo[:max(1, math.ceil(f * len(uo)))]]
+    sketches.sort(key=lambda s: (s.label, s.path))
+    return replace(parts, train_sketches=sketches, train_photos=photos)

@@ -22,6 +22,7 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -127,14 +128,67 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def resize_to(img: Image.Image, size: int) -> Image.Image:
+    """``img`` at ``size`` x ``size``: the shortest side resized to ``size`` (bicubic), then the centre
+    cropped (open_clip's ``resize_mode="shortest"`` eval transform); square images are only resized,
+    and an image already at ``size`` x ``size`` is returned as it is."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    if w == h:
+        return img.resize((size, size), Image.BICUBIC)
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The image transform of a backbone: PIL image -> normalised ``[3, S, S]`` float tensor.
+
+    One object serves both paths: :attr:`sbirlab.models.backbone.Backbone.preprocess` (a single image,
+    ``preprocess(img)``) and :class:`sbirlab.train.data.ImageLoader` (which caches the uint8 tensors
+    of :meth:`to_uint8` and applies :meth:`normalize` after augmentation), so what a backbone
+    declares is what every image fed to it gets.
+
+    Attributes:
+        image_size: the model's input side.
+        mean / std: per-channel normalisation (of images in ``[0, 1]``).
+    """
+
+    image_size: int
+    mean: tuple
+    std: tuple
+
+    def resize(self, img: Image.Image) -> Image.Image:
+        return resize_to(to_rgb(img), self.image_size)
+
+    @staticmethod
+    def to_uint8(img: Image.Image) -> torch.Tensor:
+        """``[3, H, W]`` uint8 tensor of an RGB PIL image."""
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def normalize(self, x_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[..., 3, H, W]`` -> ``(x / 255 - mean) / std``, float32."""
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x_u8.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x_u8.device).view(3, 1, 1)
+        return (x_u8.float() / 255.0 - mean) / std
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.normalize(self.to_uint8(self.resize(img)))
+
+
 def load_image(item: Item, size: int | None = None, *, root: str | Path | None = None,
                stroke_width: float = STROKE_WIDTH) -> Image.Image:
     """Decode one item as an RGB PIL image (photos and sketches alike).
 
     Args:
         item: a photo or sketch. Stroke items (``item.strokes >= 0``) are rasterised.
-        size: if given, the image is resized to ``size`` x ``size`` (bicubic); stroke items are
-            drawn directly at that size. ``None``: the file's own size (256 for strokes).
+        size: if given, the image is brought to ``size`` x ``size`` by :func:`resize_to` (shortest side
+            to ``size``, bicubic, centre crop; square images are just resized); stroke items are drawn
+            directly at that size. ``None``: the file's own size (256 for strokes).
         root: base folder for relative ``item.path``.
         stroke_width: stroke width in canvas units for stroke items, unless the record has a
             per-stroke ``"width"`` list (the synthetic world writes one), which is used instead.
@@ -151,9 +205,7 @@ def load_image(item: Item, size: int | None = None, *, root: str | Path | None =
     with Image.open(path) as im:
         im.load()  # decode now: truncated files fail here, not later inside a transform
         img = to_rgb(im)
-    if size is not None and img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
-    return img
+    return resize_to(img, size) if size is not None else img
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

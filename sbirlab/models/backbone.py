@@ -38,13 +38,15 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
+
+from ..data.images import Preprocess
+from ..io import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +83,10 @@ class Backbone:
 
     Attributes:
         model: the open_clip model (``CLIP`` or ``CustomTextCLIP``), in eval mode.
-        preprocess: eval transform, PIL image -> normalised tensor ``[3, H, W]``.
-        preprocess_train: training transform (open_clip's default light augmentation).
+        preprocess: the image transform, PIL image -> normalised tensor ``[3, H, W]``
+            (:class:`sbirlab.data.images.Preprocess`: shortest side to ``image_size``, centre crop, the
+            model's mean / std, as open_clip's eval transform); :meth:`sbirlab.train.data.ImageLoader.for_backbone`
+            feeds every image through this same object (training augmentation is the data side's).
         tokenizer: callable ``list[str] -> LongTensor [N, context_length]``.
         spec: the spec string the backbone was loaded from.
         image_size: input side in pixels (square models).
@@ -95,8 +99,7 @@ class Backbone:
     """
 
     model: torch.nn.Module
-    preprocess: Callable
-    preprocess_train: Callable
+    preprocess: Preprocess
     tokenizer: Callable
     spec: str
     image_size: int
@@ -241,14 +244,8 @@ def _quiet_random_init_warning():
         root.removeFilter(keep)
 
 
-def _transforms(image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bicubic",
-                resize_mode: str = "shortest"):
-    """open_clip's own eval / train transforms for the given normalisation."""
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-
-    cfg = PreprocessCfg(size=image_size, mean=tuple(mean), std=tuple(std), interpolation=interpolation,
-                        resize_mode=resize_mode)
-    return image_transform_v2(cfg, is_train=False), image_transform_v2(cfg, is_train=True)
+def _preprocess(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Preprocess:
+    return Preprocess(int(image_size), tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
 
 def _image_size(model: torch.nn.Module) -> int:
@@ -331,17 +328,7 @@ def save_tiny_checkpoint(
         "versions": {"sbirlab": str(sbirlab.__version__), "open_clip": str(open_clip.__version__),
                      "torch": str(torch.__version__)},
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_torch_save(payload, path)
     logger.info("saved tiny checkpoint (%s) to %s", arch, path)
     return path
 
@@ -402,10 +389,9 @@ def _build_from_tiny_checkpoint(path: Path, spec: str, device: torch.device) -> 
     if image_size != _image_size(model):
         raise BackboneError(f"{path}: preprocess image_size {image_size} differs from the architecture's "
                             f"{_image_size(model)}")
-    preprocess, preprocess_train = _transforms(image_size, mean, std)
     model.to(device).eval()
     return Backbone(
-        model=model, preprocess=preprocess, preprocess_train=preprocess_train,
+        model=model, preprocess=_preprocess(image_size, mean, std),
         tokenizer=open_clip.get_tokenizer(arch), spec=spec, image_size=image_size, mean=mean, std=std,
         arch=arch, pretrained=str(path), device=device, card=dict(payload.get("card") or {}),
     )
@@ -488,8 +474,7 @@ def load_backbone(
         logger.info("Hugging Face hub unreachable: looking for '%s' in the local cache only", spec)
     try:
         with _hub_offline(unreachable):
-            model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=tag, device=device, cache_dir=cache_dir, **kwargs)
+            model = open_clip.create_model(name, pretrained=tag, device=device, cache_dir=cache_dir, **kwargs)
     except Exception as e:
         if needs_download:
             where = f"the directory {cache_dir}" if cache_dir else _default_cache_locations()
@@ -509,9 +494,9 @@ def load_backbone(
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
     model.eval()
+    mean, std = tuple(pp.get("mean", OPENAI_DATASET_MEAN)), tuple(pp.get("std", OPENAI_DATASET_STD))
     return Backbone(
-        model=model, preprocess=preprocess, preprocess_train=preprocess_train,
+        model=model, preprocess=_preprocess(_image_size(model), mean, std),
         tokenizer=open_clip.get_tokenizer(name, cache_dir=cache_dir), spec=spec,
-        image_size=_image_size(model), mean=tuple(pp.get("mean", OPENAI_DATASET_MEAN)),
-        std=tuple(pp.get("std", OPENAI_DATASET_STD)), arch=name, pretrained=tag, device=device,
+        image_size=_image_size(model), mean=mean, std=std, arch=name, pretrained=tag, device=device,
     )

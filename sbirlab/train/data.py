@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import Item
-from ..data.images import load_image
+from ..data.images import Preprocess, load_image
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,24 @@ class ImageLoader:
     :meth:`report` logs one warning with the count.
     """
 
-    def __init__(self, image_size: int, mean, std, cache: bool = True, root=None):
-        self.size = image_size
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    def __init__(self, image_size: int | None = None, mean=None, std=None, cache: bool = True, root=None,
+                 preprocess: Preprocess | None = None):
+        if preprocess is None:
+            if image_size is None or mean is None or std is None:
+                raise TypeError("ImageLoader needs a preprocess (ImageLoader.for_backbone) or image_size, mean and std")
+            preprocess = Preprocess(int(image_size), tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        self.preprocess = preprocess
+        self.size = preprocess.image_size
+        self.mean = torch.tensor(preprocess.mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(preprocess.std, dtype=torch.float32).view(3, 1, 1)
         self.cache = {} if cache else None
         self.root = root
         self.bad: set[str] = set()
+
+    @classmethod
+    def for_backbone(cls, backbone, cache: bool = True, root=None) -> "ImageLoader":
+        """The loader of ``backbone``: its own :attr:`~sbirlab.models.backbone.Backbone.preprocess`."""
+        return cls(cache=cache, root=root, preprocess=backbone.preprocess)
 
     def uint8(self, item: Item) -> torch.Tensor | None:
         key = f"{item.path}#{item.strokes}"
@@ -61,7 +72,7 @@ class ImageLoader:
         except (OSError, ValueError, SyntaxError):
             self.bad.add(key)
             return None
-        t = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # [3, H, W]
+        t = self.preprocess.to_uint8(img)  # [3, H, W]
         if self.cache is not None:
             self.cache[key] = t
         return t

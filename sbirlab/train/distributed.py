@@ -1,16 +1,17 @@
 """Data-parallel training on several GPUs (or CPU processes) with torchrun and DistributedDataParallel.
 
-Launch (one process per GPU; ``--nproc_per_node`` = number of GPUs)::
+Launch through the one command line, ``sbirlab train`` (one process per GPU; ``--nproc_per_node`` =
+number of GPUs)::
 
-    torchrun --nproc_per_node=2 -m sbirlab.train.distributed --method clip-at --setting zs \\
+    torchrun --nproc_per_node=2 -m sbirlab train --method clip-at --setting zs \\
         --preset paper --dataset sketchy --out runs/clip-at-sketchy
     # CPU, two processes on one machine (gloo):
-    torchrun --nproc_per_node=2 --master_addr=127.0.0.1 -m sbirlab.train.distributed \\
+    torchrun --nproc_per_node=2 --master_addr=127.0.0.1 -m sbirlab train \\
         --method b-ip --backbone sbirlab-nano --preset ci --out /tmp/run
 
-Without torchrun (``WORLD_SIZE`` unset or 1) the same entry point trains in one process, exactly like
-:func:`sbirlab.experiment.run_experiment`. :func:`main_train` takes ``argv`` (for ``sbirlab train``);
-:func:`run_distributed` takes a :class:`~sbirlab.experiment.RunConfig`.
+Without torchrun (``WORLD_SIZE`` unset or 1) the same command trains in one process, exactly like
+:func:`sbirlab.experiment.run_experiment`; :func:`sbirlab.experiment.run_distributed` is the function
+behind it. This module holds the process-group plumbing only (it imports nothing above ``train``).
 
 Design (PyTorch's DDP recipe, as timm / open_clip training scripts do it):
 
@@ -47,17 +48,16 @@ Design (PyTorch's DDP recipe, as timm / open_clip training scripts do it):
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from ..models.losses import gather_rows  # noqa: F401  (part of this module's API: the global batch's rows)
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,6 @@ __all__ = [
     "mean_logs",
     "wrap_ddp",
     "unwrap",
-    "run_distributed",
-    "main_train",
 ]
 
 
@@ -202,42 +200,6 @@ def all_gather_object(obj: Any) -> list:
     return out
 
 
-def gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Concatenate each tensor's rows over the ranks (rank order); identity in a single process.
-
-    Floating tensors that require grad are gathered differentiably
-    (``torch.distributed.nn.functional.all_gather``: the backward sends every rank's gradient back
-    to the rank that owns the rows), so a loss computed on a rank's own rows against the gathered
-    rows has, after DDP's gradient averaging, the gradient of the global batch's mean loss. Ranks may
-    hold different numbers of rows (padded for the collective, trimmed after). Every rank must call
-    this with the same number of tensors, in the same order.
-    """
-    if not is_distributed() or not tensors:
-        return tensors
-    import torch.distributed.nn.functional as dist_fn
-
-    world = dist.get_world_size()
-    dev = tensors[0].device
-    n = torch.tensor([tensors[0].shape[0]], dtype=torch.long, device=dev)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(sizes, n)
-    sizes = [int(x) for x in sizes]
-    m = max(sizes)
-    out = []
-    for t in tensors:
-        if t.shape[0] != int(n):
-            raise ValueError(f"gather_rows: tensors of one call must have the same number of rows, "
-                             f"got {t.shape[0]} and {int(n)}")
-        pad = t if t.shape[0] == m else torch.cat([t, t.new_zeros((m - t.shape[0], *t.shape[1:]))])
-        if t.requires_grad and t.is_floating_point():
-            parts = dist_fn.all_gather(pad)
-        else:
-            parts = [torch.empty_like(pad) for _ in range(world)]
-            dist.all_gather(parts, pad.contiguous())
-        out.append(torch.cat([q[:k] for q, k in zip(parts, sizes)]))
-    return tuple(out)
-
-
 def mean_logs(logs: dict) -> dict:
     """Average a dict of scalar logs over the ranks (every rank must pass the same keys)."""
     if not is_distributed() or not logs:
@@ -276,116 +238,3 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 # ---------------------------------------------------------------------------------------------
 # a whole run
-
-
-def run_distributed(cfg, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                    backbone=None, destroy: bool = True) -> dict:
-    """:func:`~sbirlab.experiment.run_experiment` under torchrun (or in one process without it).
-
-    Rank 0 prepares the dataset first (the synthetic world is generated on first use), then every
-    rank runs the experiment; :func:`sbirlab.train.loop.fit` detects the process group and trains
-    with DDP. Returns the test metrics (identical on every rank; written by rank 0 only).
-
-    Args:
-        cfg: a :class:`~sbirlab.experiment.RunConfig`; ``cfg.train["batch_size"]`` is the global batch.
-        out_dir: the run folder (shared by the ranks; rank 0 writes it).
-        resume: continue from ``out_dir/checkpoint.pt``.
-        progress: progress bars (rank 0 only).
-        backbone: a loaded backbone to reuse (as ``run_experiment``).
-        destroy: destroy the process group at the end (if this call created it).
-    """
-    from ..experiment import load_data, run_experiment
-
-    created = not (dist.is_available() and dist.is_initialized())
-    info = init_distributed()
-    try:
-        if info.world_size > 1:
-            if info.is_main:
-                load_data(cfg)
-            barrier()
-        metrics = run_experiment(cfg, out_dir, resume=resume, progress=progress and info.is_main, backbone=backbone)
-        barrier()
-        return metrics
-    finally:
-        if destroy and created:
-            cleanup()
-
-
-def _parse_value(v: str):
-    try:
-        return json.loads(v)
-    except json.JSONDecodeError:
-        return v
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sbirlab train",
-        description="train and evaluate one SBIR method; under torchrun, data-parallel over the processes")
-    p.add_argument("--config", default=None, help="a RunConfig JSON file (e.g. a run's config.json); flags override it")
-    p.add_argument("--method", default=None, help="registered method name (clip-at, b-ip, ...)")
-    p.add_argument("--setting", default=None, choices=("zs", "gzs", "fg"))
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--root", default=None)
-    p.add_argument("--split", default=None)
-    p.add_argument("--backbone", default=None, help="backbone spec (tiny-synthetic, ViT-B-32:openai, sbirlab-nano)")
-    p.add_argument("--preset", default=None, help="ci | cpu | paper")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, help="auto | cpu | cuda (under torchrun: this rank's GPU)")
-    p.add_argument("--out", default=None, help="run folder (config.json, checkpoints, metrics.json)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="method options (lambda_cls=0), train.KEY=VALUE (train.epochs=3) or world.KEY=VALUE "
-                        "(values parsed as JSON when possible)")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def config_from_args(args: argparse.Namespace):
-    """A :class:`~sbirlab.experiment.RunConfig` from parsed :func:`main_train` arguments."""
-    from ..experiment import RunConfig
-
-    d: dict = {}
-    if args.config:
-        d = json.loads(Path(args.config).read_text())
-        d.pop("method_resolved", None)  # a record only; the options come from method_cfg + preset
-        train = d.get("train", {})  # a run's config.json holds the resolved train config
-        d["train"] = {k: v for k, v in train.items() if k not in ("seed", "device")}
-    for name in ("method", "setting", "dataset", "root", "split", "backbone", "preset", "seed", "device"):
-        v = getattr(args, name)
-        if v is not None:
-            d[name] = v
-    for kv in args.set:
-        key, eq, val = kv.partition("=")
-        group, dot, field = key.partition(".")
-        if not dot:  # a bare KEY is a method option, as in ``sbirlab train --set lambda_cls=0``
-            group, field = "method_cfg", key
-        if not eq or not field or group not in ("train", "method_cfg", "world"):
-            raise SystemExit(f"--set expects KEY=VALUE (a method option), train.KEY=VALUE or world.KEY=VALUE, "
-                             f"got {kv!r}")
-        d.setdefault(group, {})[field] = _parse_value(val)
-    cfg = RunConfig.from_dict(d)
-    cfg.resolved_train()  # unknown train keys fail here, before any process group work
-    return cfg
-
-
-def main_train(argv: list[str] | None = None) -> dict:
-    """Command-line entry point: parse ``argv``, run (data-parallel under torchrun), print metrics.
-
-    Usable as ``torchrun --nproc_per_node=N -m sbirlab.train.distributed ARGS`` and from
-    ``sbirlab train ARGS`` (the CLI passes its remaining arguments). Rank 0 prints the test metrics
-    as JSON on stdout. Returns the metrics.
-    """
-    args = _parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING,
-                            format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    cfg = config_from_args(args)
-    metrics = run_distributed(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(metrics, indent=2, default=str))
-    return metrics
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through torchrun in tests/unit/test_distributed.py
-    main_train()

@@ -17,10 +17,8 @@ validates and writes files (the write helpers here are no-ops on the other ranks
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,43 +29,12 @@ import numpy as np
 import torch
 
 from ..data.base import Item
+from ..config import TrainConfig  # noqa: F401  (re-exported: the loop's settings)
+from ..io import atomic_torch_save, atomic_write_json, versions
 from ..metrics import fg_accuracy, retrieval_metrics
 from .data import ImageLoader, TripletData
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Loop settings (the method's own hyper-parameters live in its config).
-
-    Attributes:
-        epochs: passes over the training sampler.
-        steps_per_epoch: batches per epoch (None: one pass over the sketches).
-        batch_size / classes_per_batch: class-balanced batches.
-        max_steps: stop after this many optimiser steps in total (smoke runs); 0 = no cap.
-        weight_decay: AdamW weight decay of the trainable tensors.
-        warmup: linear warm-up steps, then cosine decay to 0 over the run.
-        amp: "auto" (fp16 autocast on CUDA, off on CPU), "bf16", "fp16" or "off".
-        eval_max_queries: cap on validation queries (0 = all), to keep per-epoch validation cheap.
-        select_metric: validation metric used to keep the best epoch.
-        seed: everything random derives from it.
-        device: "auto", "cpu", "cuda", ...
-    """
-
-    epochs: int = 5
-    steps_per_epoch: int | None = None
-    batch_size: int = 32
-    classes_per_batch: int = 8
-    max_steps: int = 0
-    weight_decay: float = 0.0
-    warmup: int = 20
-    amp: str = "auto"
-    eval_max_queries: int = 0
-    select_metric: str = ""
-    seed: int = 0
-    device: str = "auto"
-    grad_clip: float = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,46 +51,6 @@ def _autocast(device: torch.device, amp: str):
         return torch.autocast(device.type, enabled=False), False
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype), dtype == torch.float16 and device.type == "cuda"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write ``path`` through ``<path>.tmp`` + fsync + ``os.replace``: readers never see a partial file.
-
-    Under torch.distributed only rank 0 writes (the other ranks return at once).
-    """
-    from .distributed import is_main
-
-    if not is_main():
-        return
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_save(obj, path: Path) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def _atomic_json(obj, path: Path) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
-
-
-def versions() -> dict:
-    import platform
-
-    import open_clip
-
-    import sbirlab
-    return {"sbirlab": sbirlab.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
-            "python": platform.python_version()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,8 +255,8 @@ def fit(method, data: TripletData, val: tuple[Sequence[Item], Sequence[Item]] | 
                 state.best, state.best_epoch = score, state.epoch + 1
                 best_state = method.trainable_state_dict()
                 if out:
-                    _atomic_save({"trainable": best_state, "epoch": state.epoch + 1, "val": vm,
-                                  "config": run_config, "versions": versions()}, out / "best.pt")
+                    atomic_torch_save({"trainable": best_state, "epoch": state.epoch + 1, "val": vm,
+                                       "config": run_config, "versions": versions()}, out / "best.pt", main_only=True)
         state.seconds += time.time() - t0
         rec["seconds"] = round(state.seconds, 1)
         state.history.append(rec)
@@ -338,11 +265,11 @@ def fit(method, data: TripletData, val: tuple[Sequence[Item], Sequence[Item]] | 
             log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in rec.items() if isinstance(v, float)})
         if out:  # before the epoch callbacks, so an exception there cannot lose the epoch
             rng_ranks = ddp.all_gather_object(_rng_state()) if distributed else None
-            _atomic_save({"trainable": method.trainable_state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "rng": _rng_state(), "rng_ranks": rng_ranks,
-                          "world_size": info.world_size, "state": asdict(state), "metrics": rec,
-                          "config": run_config, "versions": versions()}, ck)
-            _atomic_json(state.history, out / "history.json")
+            atomic_torch_save({"trainable": method.trainable_state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "rng": _rng_state(), "rng_ranks": rng_ranks,
+                               "world_size": info.world_size, "state": asdict(state), "metrics": rec,
+                               "config": run_config, "versions": versions()}, ck, main_only=True)
+            atomic_write_json(state.history, out / "history.json", main_only=True)
         for cb in epoch_callbacks:
             cb(state.epoch, rec)
     if best_state is not None:

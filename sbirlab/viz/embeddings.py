@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..io import atomic_savez
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -254,9 +256,7 @@ class Projector:
             Y = self._fit(X)
             self.n_fits += 1
             if path is not None:
-                from ..analysis import _atomic_savez
-
-                _atomic_savez(path, xy=Y.astype(np.float32))
+                atomic_savez(path, xy=Y.astype(np.float32))
         off = np.cumsum([0] + [len(t) for t in tabs])
         self.xy = {n: Y[a:b] for n, a, b in zip(names, off[:-1], off[1:])}
         self.tables = {t.name: t for t in tabs}

@@ -37,6 +37,7 @@ from PIL import Image
 
 from ..data.base import Item
 from ..data.images import load_image
+from ..io import atomic_savez
 from .raster import CANVAS, StrokeModel
 
 log = logging.getLogger(__name__)
@@ -170,21 +171,11 @@ class GalleryCache:
         return feats, kept
 
     def save(self, run_key: str, gallery_key: str, feats: np.ndarray, kept: np.ndarray, **meta) -> Path:
-        """Write the embeddings through ``<file>.tmp<pid>`` + ``os.replace`` (readers never see half a file)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write the embeddings atomically (:func:`sbirlab.io.atomic_savez`: readers never see half a file)."""
         p = self.path(run_key, gallery_key)
-        tmp = p.with_name(f"{p.name}.tmp{os.getpid()}")
         info = {"format": CACHE_FORMAT, "run_key": run_key, "gallery_key": gallery_key, **meta}
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, feats=np.asarray(feats, np.float32), kept=np.asarray(kept, np.int64),
-                         meta=np.array(json.dumps(info, default=str)))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_savez(p, feats=np.asarray(feats, np.float32), kept=np.asarray(kept, np.int64),
+                     meta=np.array(json.dumps(info, default=str)))
         return p
 
 

@@ -5,7 +5,7 @@ are refreshed. This module is the thin view only: the strokes live in a
 :class:`~sbirlab.widgets.raster.StrokeModel` (the source of truth, rasterised by the dataset's own
 rasteriser, never read back from the browser), retrieval in the engine.
 
-Browser facts it is built around (``../shared/FACTS.md``): draw commands sent before the page's view
+Browser facts it is built around (docs/methods.md §8.4.2): draw commands sent before the page's view
 exists are lost, so the pad is repainted from the stroke list in ``on_client_ready`` (every time the page
 connects or reconnects); the canvas image sync is asynchronous, so it is never used. Every handler is
 guarded: bad input (an empty pad, a single dot, a stroke outside the pad, a folder without a readable

@@ -1,6 +1,6 @@
 """The sketch widget in a real browser: JupyterLab + headless Chromium (Playwright), a stroke drawn with the mouse.
 
-What happens (``../shared/FACTS.md``, "ipycanvas, JupyterLab and a real browser"):
+What happens (docs/methods.md §8.4, ipycanvas, JupyterLab and a real browser):
 
 1. JupyterLab starts on ``127.0.0.1`` at a free port with a random token, ``--no-browser``, in its own
    temporary root / config / data / runtime / settings / workspace folders, with ``HF_HUB_OFFLINE=1`` and

@@ -71,7 +71,6 @@ def test_random_tiny_specs(spec, size, ctx):
     assert not b.model.training
     img = Image.new("RGB", (100, 80), "white")
     assert b.preprocess(img).shape == (3, size, size)
-    assert b.preprocess_train(img).shape == (3, size, size)
     tok = b.tokenizer(["a sketch of a cat"])
     assert tok.shape == (1, ctx)
     with torch.no_grad():
@@ -173,8 +172,7 @@ def test_tiny_checkpoint_round_trip(tmp_path, monkeypatch):
         with torch.no_grad():
             ref, got = model.encode_image(x), b.model.encode_image(x)
         torch.testing.assert_close(got, ref, atol=2e-2 * ref.abs().max().item(), rtol=1e-2)
-        normalize = b.preprocess.transforms[-1]
-        assert tuple(normalize.mean) == mean and tuple(normalize.std) == std
+        assert b.preprocess.mean == tuple(mean) and b.preprocess.std == tuple(std) and b.preprocess.image_size == 32
 
     # exact after rounding the original to fp16 precision
     rounded = open_clip.create_model("sbirlab-nano", pretrained=None).eval()
@@ -207,3 +205,30 @@ def test_bad_checkpoint_file(tmp_path):
     torch.save({"weights": {}}, path)
     with pytest.raises(BackboneError, match="not an sbirlab tiny checkpoint"):
         load_backbone("tiny-synthetic", checkpoint=path)
+
+
+def test_the_backbone_preprocess_is_what_the_loader_feeds(tmp_path):
+    """One transform: ``Backbone.preprocess(img)`` equals what ``ImageLoader.for_backbone`` makes of the
+    same file (non-square photos: shortest side to the input size, centre crop, as open_clip's eval
+    transform; square ones only resized)."""
+    import numpy as np
+
+    from sbirlab.data.base import Item
+    from sbirlab.train.data import ImageLoader
+
+    b = load_backbone("sbirlab-micro:random")
+    loader = ImageLoader.for_backbone(b, cache=False)
+    assert loader.preprocess is b.preprocess and loader.size == b.image_size == 64
+    rng = np.random.default_rng(0)
+    for w, h in ((100, 80), (64, 64), (50, 120)):
+        path = tmp_path / f"p{w}x{h}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        want = b.preprocess(Image.open(path))
+        got = loader.normalize(loader.load(Item(path=str(path), label="cat", modality="photo")))
+        assert want.shape == (3, 64, 64) and torch.equal(got, want)
+    # the crop keeps the centre: a wide image whose middle is white gives a white input
+    img = Image.new("RGB", (300, 100), "black")
+    img.paste(Image.new("RGB", (100, 100), "white"), (100, 0))
+    x = b.preprocess(img)
+    white = b.preprocess(Image.new("RGB", (64, 64), "white"))
+    assert torch.allclose(x[:, 8:-8, 8:-8], white[:, 8:-8, 8:-8])

@@ -8,7 +8,7 @@ random-weight ``sbirlab-nano`` CLIP on the ``ci`` synthetic world:
   single-process run with the same global batch: the losses are batch means and each rank holds half
   of every batch, so the DDP gradient average is the single-process gradient up to float summation
   order; after 3 Adam steps the differences measured ~1e-8;
-* only rank 0 writes the run folder; ``python -m sbirlab.train.distributed`` works under torchrun.
+* only rank 0 writes the run folder; ``torchrun -m sbirlab train`` (the one command line) works.
 
 This file is also the torchrun worker (``python tests/unit/test_distributed.py --worker ...``).
 """
@@ -72,7 +72,7 @@ def worker(out: str, dump: str) -> None:
     from sbirlab.experiment import RunConfig
 
     captured = spy_build(experiment)
-    metrics = ddp.run_distributed(RunConfig(**CFG), out, progress=False, backbone=nano_backbone(), destroy=False)
+    metrics = experiment.run_distributed(RunConfig(**CFG), out, progress=False, backbone=nano_backbone(), destroy=False)
     info = ddp.init_distributed()
     assert info.world_size == 2 and info.backend == "gloo", info
     torch.save({"trainable": captured["method"].trainable_state_dict(), "metrics": metrics, "rank": info.rank,
@@ -192,24 +192,34 @@ def test_helpers_are_no_ops_without_a_process_group(monkeypatch):
     ddp.cleanup()
 
 
+def _train_args(*argv):
+    from sbirlab.cli import _parser
+
+    return _parser().parse_args(["train", "--out", "unused", *argv])
+
+
 def test_main_train_arguments():
-    args = ddp._parser().parse_args(["--method", "b-ip", "--preset", "ci", "--backbone", "sbirlab-nano",
-                                     "--set", "lambda_cls=0.5", "train.epochs=2", "world.photos_per_class=4",
-                                     "train.amp=off"])
-    cfg = ddp.config_from_args(args)
+    from sbirlab.cli import run_config_from_args
+
+    args = _train_args("--method", "b-ip", "--preset", "ci", "--backbone", "sbirlab-nano",
+                       "--set", "lambda_cls=0.5", "train.epochs=2", "world.photos_per_class=4", "train.amp=off")
+    cfg = run_config_from_args(args)
     assert (cfg.method, cfg.preset, cfg.backbone) == ("b-ip", "ci", "sbirlab-nano")
     assert cfg.method_cfg == {"lambda_cls": 0.5} and cfg.train == {"epochs": 2, "amp": "off"}
     assert cfg.world == {"photos_per_class": 4} and cfg.resolved_train().epochs == 2
     with pytest.raises(TypeError, match="epoks"):
-        ddp.config_from_args(ddp._parser().parse_args(["--set", "train.epoks=2"]))
+        run_config_from_args(_train_args("--set", "train.epoks=2"))
     with pytest.raises(SystemExit):
-        ddp.config_from_args(ddp._parser().parse_args(["--set", "nonsense"]))
+        run_config_from_args(_train_args("--set", "nonsense"))
 
 
 def test_main_train_single_process(world, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    metrics = ddp.main_train(["--method", "b-ip", "--backbone", "sbirlab-nano", "--preset", "ci",
-                              "--out", str(tmp_path), "--no-progress", "--set", "train.max_steps=2"])
+    from sbirlab.cli import main
+
+    assert main(["train", "--method", "b-ip", "--backbone", "sbirlab-nano", "--preset", "ci",
+                 "--out", str(tmp_path), "--no-progress", "--set", "train.max_steps=2"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["train_steps"] == 2
     assert json.loads(capsys.readouterr().out)["mAP@all"] == metrics["mAP@all"]
     assert {"config.json", "metrics.json", "checkpoint.pt", "best.pt"} <= {p.name for p in tmp_path.iterdir()}
@@ -304,7 +314,7 @@ def test_torchrun_module_entry_point(world, tmp_path):
     root, _, parts = world
     """The CLI entry point under torchrun, with CLIP-AT FG (per-rank patch shuffling and f-divergence:
     each rank holds 2 whole classes x 2 sketches of the 4 x 2 global batch)."""
-    proc = _torchrun(["-m", "sbirlab.train.distributed", "--method", "clip-at", "--setting", "fg",
+    proc = _torchrun(["-m", "sbirlab", "train", "--method", "clip-at", "--setting", "fg",
                       "--backbone", "sbirlab-nano", "--preset", "ci", "--out", str(tmp_path), "--no-progress"], root)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["train_steps"] == 3 and (metrics["method"], metrics["setting"]) == ("clip-at", "fg")

@@ -1,4 +1,4 @@
-"""sbirlab.train.losses on hand-made cases."""
+"""sbirlab.models.losses on hand-made cases."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sbirlab.train.losses import (
+from sbirlab.models.losses import (
     _other_perms,
     classification_loss,
     cosine_distance,

@@ -24,7 +24,7 @@ from sbirlab.experiment import RunConfig, load_data, load_run, run_experiment
 from sbirlab.models.methods.clip_at import layernorm_parameters
 from sbirlab.models.methods.splip import jigsaw_permutations, shuffle_tiles, tile_features
 from sbirlab.models.registry import build_method
-from sbirlab.train.losses import patch_shuffle
+from sbirlab.models.losses import patch_shuffle
 
 CLASSES = ["cat", "dog", "hot_air_balloon", "tree"]
 LN = r"clip\.visual\.(ln_pre|ln_post|transformer\.resblocks\.\d+\.ln_[12])\.(weight|bias)"

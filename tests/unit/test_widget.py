@@ -1,7 +1,7 @@
 """The sketch-and-retrieve widget without a kernel or a browser: strokes, galleries, cache, engine, view.
 
 The view is driven as the browser drives it: ipycanvas's ``_handle_frontend_event`` with ``mouse_down`` /
-``mouse_move`` / ``mouse_up`` / ``client_ready`` messages (FACTS.md). The model is sbirlab's random
+``mouse_move`` / ``mouse_up`` / ``client_ready`` messages (docs/methods.md §8.4.3). The model is sbirlab's random
 ``sbirlab-nano`` CLIP wrapped in CLIP-AT, so nothing is downloaded and everything runs in seconds.
 """
 from __future__ import annotations

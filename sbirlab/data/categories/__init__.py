@@ -8,42 +8,9 @@ share them. Programs must be deterministic given ``b.rng``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from ._registry import CATEGORIES, GROUPS, Category, all_categories, category
 
-from ..geometry import Builder
+__all__ = ["CATEGORIES", "GROUPS", "Category", "all_categories", "category"]
 
-GROUPS = ("objects", "animals", "vehicles", "buildings", "plants", "tools", "food")
-
-
-@dataclass(frozen=True)
-class Category:
-    name: str
-    group: str
-    program: Callable[[Builder], None]
-
-
-CATEGORIES: dict[str, Category] = {}
-
-
-def category(name: str, group: str):
-    """Register the decorated drawing program as category ``name`` of ``group``."""
-    if group not in GROUPS:
-        raise ValueError(f"unknown group {group!r}; use one of {GROUPS}")
-
-    def deco(fn):
-        if name in CATEGORIES:
-            raise ValueError(f"category {name!r} registered twice")
-        CATEGORIES[name] = Category(name, group, fn)
-        return fn
-
-    return deco
-
-
-def all_categories() -> list[str]:
-    """Every registered class name, sorted."""
-    return sorted(CATEGORIES)
-
-
-# Import the program modules so they register themselves.
+# Import the program modules so they register themselves (in this order: the world's class order).
 from . import animals, buildings, food, objects, plants, tools, vehicles  # noqa: E402,F401

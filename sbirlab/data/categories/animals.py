@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import category
+from ._registry import category
 
 # ---------------------------------------------------------------------------------------------
 # Fast geometry helpers (the Builder's own ellipse is ~30 us: too slow for 20 ellipses)

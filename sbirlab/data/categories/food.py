@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import category
+from ._registry import category
 
 
 # -- small fast helpers (private; np.linspace / np.isclose are slow, so unit tables are cached) --

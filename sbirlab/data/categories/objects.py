@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import category
+from ._registry import category
 
 
 @category("cup", "objects")

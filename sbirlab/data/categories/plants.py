@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import category
+from ._registry import category
 
 from ._curve_kit import _CACHE, _TAU, _ell, _lin, _unit, _xy
 

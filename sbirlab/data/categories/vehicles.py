@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import category
+from ._registry import category
 
 
 from ._circle_kit import _circle, _ellipse, _unit

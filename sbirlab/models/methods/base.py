@@ -8,7 +8,14 @@ Done once here and shared by all methods (as CoOp splits text encoder / prompt l
 * a method only defines its parameters (:meth:`SBIRMethod.build`), how an image of each modality is
   encoded (:meth:`SBIRMethod.encode`) and, when it differs from the default triplet (+ optional
   classification) loss, :meth:`SBIRMethod.loss`;
-* only trainable tensors reach the optimiser, the count is logged, and checkpoints hold only them.
+* only trainable tensors reach the optimiser, the count is logged, and checkpoints hold only them;
+* the plumbing every method shares lives here, once: LayerNorm tuning of the image tower
+  (:meth:`SBIRMethod.tune_layernorms`, its own learning-rate group ``lr_ln`` in
+  :meth:`SBIRMethod.param_groups`), the triplet (+ classification) loss (:meth:`SBIRMethod.loss`,
+  with :meth:`SBIRMethod.classification_text` and :meth:`SBIRMethod.extra_losses` as the hooks a
+  method fills), and negative mining (:func:`valid_negatives`, :func:`select_negatives`,
+  :meth:`SBIRMethod.negatives`). Pair-consistent augmentation (a sketch and its photo share one flip /
+  shift draw) is the data side's (:mod:`sbirlab.train.data`), for every method alike.
 
 A training batch is a dict (see :mod:`sbirlab.train.data`): ``sketch``, ``photo`` (the positive:
 same class for ``setting="zs"``, the paired photo for ``"fg"``), ``photo_neg`` (another class /
@@ -16,7 +23,6 @@ another photo of the same class), ``label`` and ``label_neg`` (class ids into ``
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...train.losses import pairwise_cosine_distance, classification_loss, triplet_loss
+from ...config import from_dict
+from ..losses import classification_loss, gather_rows, pairwise_cosine_distance, triplet_loss
 from ..prompts import PromptedTextEncoder, PromptedVisionEncoder
 
 log = logging.getLogger(__name__)
@@ -39,14 +46,14 @@ class MethodConfig:
 
     Attributes:
         lr: learning rate of the method's new parameters (prompts, heads).
-        margin: triplet margin ``mu`` on cosine distance (METHODS.md: 0.3).
+        margin: triplet margin ``mu`` on cosine distance (docs/methods.md §4.3: 0.3).
         lambda_cls: weight of the classification loss against class text embeddings (0 = off).
         template: text template of the class embeddings.
         negatives: ``"random"`` (the papers: the sampled negative photo) or ``"batch-hard"`` (the
             closest valid photo among all photos of the batch, positives and negatives: another class
             in ``zs``, another instance of the same class in ``fg``). DP-CLIP's curriculum moves from
-            the first to the second; sbirlab's ``cpu`` preset uses batch-hard because random negatives
-            of the small synthetic world are separated from the first step (triplet loss ~0.06).
+            the first to the second. The ``cpu`` preset uses random negatives (batch-hard collapsed the
+            triplet-only baselines on world v2; docs/methods.md §0.8); the ``ci`` smoke preset uses batch-hard.
         prompt_init: initialisation of learnt prompt tokens (B-Cond, B-IP, B-MM, B-Deep, CLIP-AT):
             ``"normal-0.02"`` (N(0, 0.02^2), CoOp's context init; sbirlab's default), ``"xavier-uniform"``
             (VPT's official code: U(-v, v), v = sqrt(6 / (3 * patch_area + D)) for visual prompts,
@@ -69,14 +76,55 @@ class MethodConfig:
 PROMPT_INITS = ("normal-0.02", "xavier-uniform", "normal-1")
 
 
+def layernorm_parameters(visual: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Every LayerNorm parameter of the image tower, by module type (ln_pre, ln_1/ln_2 of each block, ln_post)."""
+    out = []
+    for mname, mod in visual.named_modules():
+        if isinstance(mod, nn.LayerNorm):
+            out += [(f"{mname}.{n}", p) for n, p in mod.named_parameters(recurse=False)]
+    return out
+
+
+def valid_negatives(labels: torch.Tensor, instances: torch.Tensor, cand_labels: torch.Tensor,
+                    cand_instances: torch.Tensor, setting: str) -> torch.Tensor:
+    """``[B, N]`` bool: which candidates are valid negatives of each anchor.
+
+    ``zs``: another class. ``fg``: the same class, another instance (the paired photo is the positive).
+    """
+    if setting == "fg":
+        return (cand_labels[None, :] == labels[:, None]) & (cand_instances[None, :] != instances[:, None])
+    return cand_labels[None, :] != labels[:, None]
+
+
+def select_negatives(dist: torch.Tensor, labels: torch.Tensor, instances: torch.Tensor | None, setting: str,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """In-batch negatives for triplets whose candidates are the batch's positive photos (DP-CLIP, SpLIP).
+
+    Args:
+        dist: ``[B, B]`` anchor-to-candidate distances (candidate ``j`` = the positive photo of anchor ``j``).
+        labels: ``[B]`` class of every anchor (and of its positive).
+        instances: ``[B]`` instance id of every positive photo (FG), or ``None`` (each position its own).
+        setting: ``"zs"``: a valid negative has another class; ``"fg"``: the same class, another instance.
+        generator: for the random choice (default: torch's global generator).
+
+    Returns:
+        ``(random_idx, hard_idx, has_valid)``: ``[B]`` indices of a uniformly drawn valid candidate and
+        of the closest valid candidate, and ``[B]`` bool; rows without a valid candidate point at 0.
+    """
+    B = dist.shape[0]
+    y = labels.to(dist.device)
+    inst = instances.to(dist.device) if instances is not None else torch.arange(B, device=dist.device)
+    valid = valid_negatives(y, inst, y, inst, setting)
+    has = valid.any(dim=1)
+    hard = dist.detach().masked_fill(~valid, float("inf")).argmin(dim=1)
+    u = torch.rand(B, B, generator=generator, device=generator.device if generator is not None else "cpu")
+    rand = u.to(dist.device).masked_fill(~valid, -1.0).argmax(dim=1)
+    return torch.where(has, rand, 0), torch.where(has, hard, 0), has
+
+
 def config_from_dict(cls, d: dict | None):
-    """Build config dataclass ``cls`` from ``d``; unknown keys raise (no silent typos)."""
-    d = dict(d or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise TypeError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(names)}")
-    return cls(**d)
+    """Build config dataclass ``cls`` from ``d``; unknown keys raise (:func:`sbirlab.config.from_dict`)."""
+    return from_dict(cls, d)
 
 
 class SBIRMethod(nn.Module):
@@ -163,20 +211,40 @@ class SBIRMethod(nn.Module):
         """L2-normalised photo embeddings ``[B, E]``."""
         return F.normalize(self.encode(images, "photo"), dim=-1)
 
+    def classification_text(self) -> torch.Tensor | None:
+        """The class text embeddings ``[C, E]`` of the classification loss (default: the frozen ones;
+        B-MM returns its prompted ones). ``None`` switches the loss off."""
+        return self.class_text
+
+    def extra_losses(self, batch: dict, s: torch.Tensor, p: torch.Tensor) -> list[tuple[str, float, torch.Tensor]]:
+        """A method's own loss terms ``(log name, weight, value)``, added after triplet and classification
+        (CLIP-AT FG: patch shuffling, f-divergence). ``s`` / ``p``: the batch's normalised sketch and
+        positive photo embeddings."""
+        return []
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Triplet loss (+ ``lambda_cls`` x classification of sketches and photos). Returns (loss, logs)."""
+        """``L_tri + lambda_cls * L_cls + sum(weight * extra)``. Returns (loss, logs).
+
+        ``L_tri``: cosine triplet with margin ``cfg.margin`` and the negatives of :meth:`negatives`;
+        ``L_cls``: cross-entropy of sketches and photos against :meth:`classification_text` at CLIP's
+        temperature (when ``lambda_cls > 0``); then :meth:`extra_losses`.
+        """
         s = self.encode_sketch(batch["sketch"])
         p = self.encode_photo(batch["photo"])
         n = self.encode_photo(batch["photo_neg"])
         l_tri = triplet_loss(s, p, self.negatives(s, p, n, batch), self.cfg.margin)
         logs = {"triplet": l_tri.item()}
         total = l_tri
-        if self.cfg.lambda_cls > 0 and self.class_text is not None:
+        text = self.classification_text() if self.cfg.lambda_cls > 0 else None
+        if text is not None:
             y = batch["label"]
-            l_cls = classification_loss(s, y, self.class_text, self.logit_scale) + \
-                classification_loss(p, y, self.class_text, self.logit_scale)
+            l_cls = classification_loss(s, y, text, self.logit_scale) + \
+                classification_loss(p, y, text, self.logit_scale)
             logs["cls"] = l_cls.item()
             total = total + self.cfg.lambda_cls * l_cls
+        for name, weight, value in self.extra_losses(batch, s, p):
+            total = total + weight * value
+            logs[name] = value.item()
         logs["loss"] = total.item()
         return total, logs
 
@@ -196,17 +264,10 @@ class SBIRMethod(nn.Module):
         keys = ("label", "label_neg", "photo_index", "photo_neg_index")
         if any(k not in batch for k in keys):
             return n
-        from ...train.distributed import gather_rows  # the global batch's photos under DDP
-
         y, yn, i, i_neg = (batch[k].to(s.device) for k in keys)
         p_all, n_all, y_all, yn_all, i_all, ineg_all = gather_rows(p, n, y, yn, i, i_neg)
         cand = torch.cat([p_all, n_all])
-        cl = torch.cat([y_all, yn_all])
-        ci = torch.cat([i_all, ineg_all])
-        if self.setting == "fg":  # same class, another instance than the paired photo
-            valid = (cl[None, :] == y[:, None]) & (ci[None, :] != i[:, None])
-        else:
-            valid = cl[None, :] != y[:, None]
+        valid = valid_negatives(y, i, torch.cat([y_all, yn_all]), torch.cat([i_all, ineg_all]), self.setting)
         with torch.no_grad():
             d = pairwise_cosine_distance(s.float(), cand.float()).masked_fill(~valid, float("inf"))
             j = d.argmin(dim=1)
@@ -229,9 +290,30 @@ class SBIRMethod(nn.Module):
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
+    #: the name of the optimiser group of the method's new parameters (in logs and optimiser state)
+    new_params_group: ClassVar[str] = "all"
+
+    def tune_layernorms(self) -> None:
+        """Train every LayerNorm of the image tower (CLIP-AT, DP-CLIP, SpLIP), at ``cfg.lr_ln``
+        (:meth:`param_groups`). Call from :meth:`build` when ``cfg.tune_ln``."""
+        for _, p in layernorm_parameters(self.clip.visual):
+            p.requires_grad_(True)
+
+    def layernorms_tuned(self) -> bool:
+        return bool(getattr(self.cfg, "tune_ln", False))
+
     def param_groups(self) -> list[dict]:
-        """Optimiser groups; default: every trainable tensor at ``cfg.lr``."""
-        return [{"params": [p for _, p in self.trainable_named_parameters()], "lr": self.cfg.lr, "name": "all"}]
+        """Optimiser groups: every trainable tensor at ``cfg.lr``; with tuned LayerNorms
+        (:meth:`tune_layernorms`), the method's new tensors (group :attr:`new_params_group`) at
+        ``cfg.lr`` and the LayerNorms (group ``layernorm``) at ``cfg.lr_ln``."""
+        if not self.layernorms_tuned():
+            return [{"params": [p for _, p in self.trainable_named_parameters()], "lr": self.cfg.lr,
+                     "name": self.new_params_group}]
+        ln = layernorm_parameters(self.clip.visual)
+        ids = {id(p) for _, p in ln}
+        new = [p for _, p in self.trainable_named_parameters() if id(p) not in ids]
+        return [{"params": new, "lr": self.cfg.lr, "name": self.new_params_group},
+                {"params": [p for _, p in ln], "lr": self.cfg.lr_ln, "name": "layernorm"}]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes (prompts, heads, unfrozen backbone tensors): a few KB to MB."""

@@ -1,4 +1,4 @@
-"""The CLIP baselines of CLIP-AT's Table 1 (Sain et al., CVPR 2023), as METHODS.md §3 decides them.
+"""The CLIP baselines of CLIP-AT's Table 1 (Sain et al., CVPR 2023), as docs/methods.md §3 decides them.
 
 All share one recipe: a frozen CLIP ViT image encoder for sketches and photos, the projected CLS
 output as embedding, the cosine-distance triplet loss (margin 0.3) on seen classes; no LayerNorm
@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...train.losses import classification_loss, triplet_loss
 from ..prompts import build_prompt_tokens
 from .base import MethodConfig, SBIRMethod
 
@@ -86,6 +85,13 @@ class PromptConfig(MethodConfig):
     n_prompts: int = 3
 
 
+@dataclass
+class DeepConfig(PromptConfig):
+    """B-Deep's options: ``n_prompts`` fresh prompts at every layer (VPT-deep)."""
+
+    n_prompts: int = 4
+
+
 class BCond(SBIRMethod):
     """B-Cond: shallow prompts plus a per-image token from a meta-network on the frozen feature."""
 
@@ -120,11 +126,6 @@ class BIP(SBIRMethod):
     def encode(self, images, modality):
         p = self.sketch_prompts if modality == "sketch" else self.photo_prompts
         return self.visual(images, prompts=p)
-
-
-@dataclass
-class DeepConfig(MethodConfig):
-    n_prompts: int = 4
 
 
 class BDeep(SBIRMethod):
@@ -184,16 +185,9 @@ class BMM(SBIRMethod):
         out = self.text(self.prompt_tokens, ctx=self.ctx[0], deep_ctx=[None, *self.ctx[1:]])
         return F.normalize(out, dim=-1)
 
-    def loss(self, batch):
-        s = self.encode_sketch(batch["sketch"])
-        p = self.encode_photo(batch["photo"])
-        n = self.encode_photo(batch["photo_neg"])
-        l_tri = triplet_loss(s, p, self.negatives(s, p, n, batch), self.cfg.margin)
-        t = self.prompted_class_text()
-        y = batch["label"]
-        l_cls = classification_loss(s, y, t, self.logit_scale) + classification_loss(p, y, t, self.logit_scale)
-        total = l_tri + self.cfg.lambda_cls * l_cls
-        return total, {"triplet": l_tri.item(), "cls": l_cls.item(), "loss": total.item()}
+    def classification_text(self):
+        """MaPLe's recipe: the classification loss runs against the *prompted* class text embeddings."""
+        return self.prompted_class_text()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """CLIP-AT: prompt learning for category-level and fine-grained ZS-SBIR.
 
 Sain, Bhunia, Chowdhury, Koley, Xiang, Song. *CLIP for All Things Zero-Shot Sketch-Based Image
-Retrieval, Fine-Grained or Not.* CVPR 2023 (official code: Sketch_LVM). As METHODS.md §4 specifies:
+Retrieval, Fine-Grained or Not.* CVPR 2023 (official code: Sketch_LVM). As docs/methods.md §4 specifies:
 
 Category level (``setting="zs"``): two shallow prompt matrices (K = 3, width D), one for sketches, one
 for photos, appended at the input after the positional embedding and before ``ln_pre``, without
@@ -15,38 +15,27 @@ CLIP's own temperature. Prompts and LayerNorms have their own learning rates.
 Fine-grained (``setting="fg"``): **one** prompt shared by both modalities; the hard triplet
 (positive = the paired photo, negative = another photo of the same class; built by the data side),
 plus ``L_cls``, plus patch shuffling ``L_PS`` (2 x 2 grid, DECISION) and the f-divergence ``L_delta``
-(our reconstruction; :func:`sbirlab.train.losses.f_divergence_loss`). The ablation switches
+(our reconstruction; :func:`sbirlab.models.losses.f_divergence_loss`). The ablation switches
 (``tune_ln``, ``lambda_cls``, ``lambda_ps``, ``lambda_fdiv``) reproduce the paper's ablation rows.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ...train.losses import classification_loss, f_divergence_loss, patch_shuffle_triplet_loss, triplet_loss
-from .base import MethodConfig, SBIRMethod
+from ..losses import f_divergence_loss, patch_shuffle_triplet_loss
+from .base import MethodConfig, SBIRMethod, layernorm_parameters  # noqa: F401  (re-exported)
 
 
 @dataclass
 class CLIPATConfig(MethodConfig):
     n_prompts: int = 3
     lambda_cls: float = 0.5
-    lr_ln: float = 1e-4          # LayerNorm learning rate (METHODS: 1e-6 .. 1e-4)
+    lr_ln: float = 1e-4          # LayerNorm learning rate (docs/methods.md §4.5: 1e-6 .. 1e-4)
     tune_ln: bool = True
     lambda_ps: float = 1.0       # FG: patch shuffling
     lambda_fdiv: float = 1.0     # FG: f-divergence
     ps_grid: int = 2
     fdiv_temperature: float = 0.1
-
-
-def layernorm_parameters(visual: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
-    """Every LayerNorm parameter of the image tower, by module type (ln_pre, ln_1/ln_2 of each block, ln_post)."""
-    out = []
-    for mname, mod in visual.named_modules():
-        if isinstance(mod, torch.nn.LayerNorm):
-            out += [(f"{mname}.{n}", p) for n, p in mod.named_parameters(recurse=False)]
-    return out
 
 
 class CLIPAT(SBIRMethod):
@@ -55,6 +44,7 @@ class CLIPAT(SBIRMethod):
     name = "clip-at"
     Config = CLIPATConfig
     uses_text = True
+    new_params_group = "prompts"
 
     def build(self):
         k, d = self.cfg.n_prompts, self.width
@@ -64,8 +54,7 @@ class CLIPAT(SBIRMethod):
         else:
             self.prompts = self.new_prompt(k, d)
         if self.cfg.tune_ln:
-            for _, p in layernorm_parameters(self.clip.visual):
-                p.requires_grad_(True)
+            self.tune_layernorms()
 
     def encode(self, images, modality):
         if self.setting == "zs":
@@ -74,37 +63,14 @@ class CLIPAT(SBIRMethod):
             p = self.prompts
         return self.visual(images, prompts=p)
 
-    def param_groups(self):
-        ln = {id(p) for _, p in layernorm_parameters(self.clip.visual)}
-        prompts = [p for _, p in self.trainable_named_parameters() if id(p) not in ln]
-        groups = [{"params": prompts, "lr": self.cfg.lr, "name": "prompts"}]
-        if self.cfg.tune_ln:
-            groups.append({"params": [p for _, p in layernorm_parameters(self.clip.visual)],
-                           "lr": self.cfg.lr_ln, "name": "layernorm"})
-        return groups
-
-    def loss(self, batch):
-        s = self.encode_sketch(batch["sketch"])
-        p = self.encode_photo(batch["photo"])
-        n = self.encode_photo(batch["photo_neg"])
-        l_tri = triplet_loss(s, p, self.negatives(s, p, n, batch), self.cfg.margin)
-        logs = {"triplet": l_tri.item()}
-        total = l_tri
-        if self.cfg.lambda_cls > 0:
-            y = batch["label"]
-            l_cls = classification_loss(s, y, self.class_text, self.logit_scale) + \
-                classification_loss(p, y, self.class_text, self.logit_scale)
-            total = total + self.cfg.lambda_cls * l_cls
-            logs["cls"] = l_cls.item()
+    def extra_losses(self, batch, s, p):
+        """FG: patch shuffling ``L_PS`` and the f-divergence ``L_delta`` (after triplet + classification)."""
+        terms = []
         if self.setting == "fg" and self.cfg.lambda_ps > 0:
             l_ps = patch_shuffle_triplet_loss(None, batch["sketch"], batch["photo"], self.cfg.margin,
                                               grid=self.cfg.ps_grid, encode_sketch=self.encode_sketch,
                                               encode_photo=self.encode_photo)
-            total = total + self.cfg.lambda_ps * l_ps
-            logs["ps"] = l_ps.item()
+            terms.append(("ps", self.cfg.lambda_ps, l_ps))
         if self.setting == "fg" and self.cfg.lambda_fdiv > 0:
-            l_fd = f_divergence_loss(s, p, batch["label"], self.cfg.fdiv_temperature)
-            total = total + self.cfg.lambda_fdiv * l_fd
-            logs["fdiv"] = l_fd.item()
-        logs["loss"] = total.item()
-        return total, logs
+            terms.append(("fdiv", self.cfg.lambda_fdiv, f_divergence_loss(s, p, batch["label"], self.cfg.fdiv_temperature)))
+        return terms

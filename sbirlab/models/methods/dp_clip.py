@@ -111,7 +111,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...train.losses import pairwise_cosine_distance, triplet_loss
+from ..losses import pairwise_cosine_distance, triplet_loss
 from .base import MethodConfig, SBIRMethod
 from .clip_at import layernorm_parameters
 

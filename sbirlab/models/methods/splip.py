@@ -1,7 +1,7 @@
 """SpLIP: bi-directional multimodal prompt sharing for every flavour of ZS-SBIR.
 
 Singha, Jha, Gupta, Singla, Banerjee. *Elevating All Zero-Shot Sketch-Based Image Retrieval Through
-Multimodal Prompt Learning.* ECCV 2024, arXiv 2407.04207 (no official code). Implemented as METHODS.md
+Multimodal Prompt Learning.* ECCV 2024, arXiv 2407.04207 (no official code). Implemented as docs/methods.md
 §6 specifies, on a frozen open_clip CLIP; trainable: the three mapping blocks, the image encoder's
 LayerNorms and the jigsaw head.
 
@@ -57,7 +57,7 @@ DECISIONS of sbirlab (cost on a CPU, determinism), and why:
   replicate) to the next multiple for the shuffle and cropped back (no resampling blur).
 * **Negatives come from the batch** (as in :mod:`sbirlab.models.methods.dp_clip`): a uniformly drawn
   valid photo among the batch's positives (``negatives="random"``), or the closest (``"batch-hard"``,
-  e.g. the ``cpu`` preset); the sampled ``photo_neg`` is encoded only for anchors without one.
+  e.g. the ``ci`` preset); the sampled ``photo_neg`` is encoded only for anchors without one.
 * **Learning rates** 1e-3 (mapping blocks, head) and 1e-4 (LayerNorms), as sbirlab's CLIP-AT.
 """
 from __future__ import annotations
@@ -73,11 +73,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...train.losses import classification_loss, pairwise_cosine_distance, patch_shuffle, triplet_loss
+from ..losses import classification_loss, pairwise_cosine_distance, patch_shuffle, triplet_loss
 from ..prompts import build_prompt_tokens
-from .base import MethodConfig, SBIRMethod
-from .clip_at import layernorm_parameters
-from .dp_clip import select_negatives
+from .base import MethodConfig, SBIRMethod, select_negatives
 
 __all__ = ["SpLIP", "SpLIPConfig", "jigsaw_permutations", "JigsawHead", "ABLATIONS"]
 
@@ -219,6 +217,7 @@ class SpLIP(SBIRMethod):
     name = "splip"
     Config = SpLIPConfig
     uses_text = True
+    new_params_group = "new"
     settings: ClassVar[tuple[str, ...]] = ("zs", "fg")
 
     def build(self):
@@ -275,8 +274,7 @@ class SpLIP(SBIRMethod):
             self.register_buffer("perms", jigsaw_permutations(cfg.jigsaw_grid, cfg.n_permutations), persistent=False)
             self.head = JigsawHead(D, cfg.jigsaw_grid ** 2, cfg.n_permutations, cfg.head_width, cfg.head_layers)
         if cfg.tune_ln:
-            for _, p in layernorm_parameters(self.clip.visual):
-                p.requires_grad_(True)
+            self.tune_layernorms()
 
     # ------------------------------------------------------------------------------ prompts
     def _stat(self, images: torch.Tensor) -> torch.Tensor:
@@ -343,15 +341,6 @@ class SpLIP(SBIRMethod):
         return F.normalize(self.text(ids, ctx=ctx, deep_ctx=self._deep(ctx)), dim=-1)
 
     # ------------------------------------------------------------------------------ training
-    def param_groups(self):
-        ln = {id(p) for _, p in layernorm_parameters(self.clip.visual)}
-        new = [p for _, p in self.trainable_named_parameters() if id(p) not in ln]
-        groups = [{"params": new, "lr": self.cfg.lr, "name": "new"}]
-        if self.cfg.tune_ln:
-            groups.append({"params": [p for _, p in layernorm_parameters(self.clip.visual)],
-                           "lr": self.cfg.lr_ln, "name": "layernorm"})
-        return groups
-
     def margins(self, labels: torch.Tensor, neg_labels: torch.Tensor) -> float | torch.Tensor:
         """The triplet margins: ``max(0, cos(T_c+, T_c-))`` per triplet (category level, adaptive), else ``margin``."""
         if self.setting == "fg" or not self.cfg.adaptive_margin:

@@ -1,4 +1,4 @@
-"""Training losses of the CLIP-based ZS-SBIR methods (METHODS.md sections 3-4).
+"""Training losses of the CLIP-based ZS-SBIR methods (docs/methods.md §0.2, §3-§4).
 
 Papers:
 
@@ -71,12 +71,12 @@ def triplet_loss(
 ) -> Tensor:
     """Cosine-distance triplet loss ``mean max(0, margin + d(a, p) - d(a, n))``.
 
-    CLIP-AT (Sain et al. 2023) ``L_tri``; METHODS.md section 4 DECISION: margin 0.3 by default
+    CLIP-AT (Sain et al. 2023) ``L_tri``; docs/methods.md §4.3 decision: margin 0.3 by default
     (ClipPrompt's value; CLIP-AT's official code uses 0.2 -- pass it explicitly to reproduce that).
     The same function serves the category-level triplet (``p`` a photo of the sketch's class, ``n`` of
     another class), the fine-grained one (``p`` the paired photo, ``n`` another photo of the same
     class) and SpLIP's adaptive margin, which passes a per-triplet tensor
-    ``margin = cos(T_{c+}, T_{c-})`` (METHODS.md section 6).
+    ``margin = cos(T_{c+}, T_{c-})`` (docs/methods.md §6.4).
 
     Args:
         anchor, positive, negative: ``[B, D]`` embeddings.
@@ -102,7 +102,7 @@ def classification_loss(
 ) -> Tensor:
     """Cross-entropy of image embeddings against class text embeddings: ``CE(cos(f, T_c) * s, y)``.
 
-    CLIP-AT (Sain et al. 2023) ``L_cls`` (METHODS.md section 4): ``T_c`` are the frozen text
+    CLIP-AT (Sain et al. 2023) ``L_cls`` (docs/methods.md §4.3): ``T_c`` are the frozen text
     encoder's embeddings of "a photo of a {class}" for the seen classes and ``s = 1 / tau`` is CLIP's
     ``logit_scale.exp()`` (100 for OpenAI CLIP). CLIP-AT's total is one term per modality; this
     function computes **one** term, and the caller sums them::
@@ -165,7 +165,7 @@ def patch_shuffle(
 ) -> tuple[Tensor, Tensor]:
     """Cut images into a ``grid x grid`` grid of tiles and shuffle the tiles.
 
-    CLIP-AT's patch shuffling (METHODS.md section 4, DECISION ``grid = 2``). Tiles are numbered in
+    CLIP-AT's patch shuffling (docs/methods.md §4.4, decision ``grid = 2``). Tiles are numbered in
     row-major order; output tile ``t`` is input tile ``perm[t]``.
 
     Args:
@@ -219,12 +219,12 @@ def patch_shuffle_triplet_loss(
     encode_photo: Callable[[Tensor], Tensor] | None = None,
     reduction: str = "mean",
 ) -> Tensor:
-    """CLIP-AT's patch-shuffling triplet loss ``L_PS`` (fine-grained; METHODS.md section 4).
+    """CLIP-AT's patch-shuffling triplet loss ``L_PS`` (fine-grained; docs/methods.md §4.4).
 
     Each sketch and its paired photo are shuffled with the same random permutation ``psi``
     (anchor and positive); the photo is shuffled again with another permutation ``psi' != psi``
     (negative). The loss is :func:`triplet_loss` on the embeddings of the shuffled images, with the
-    same margin as the main triplet. DECISION (METHODS.md): ``grid = 2``; ``psi`` is drawn per pair
+    same margin as the main triplet. DECISION (docs/methods.md §4.4): ``grid = 2``; ``psi`` is drawn per pair
     and ``psi'`` uniformly among the other ``grid**2! - 1`` permutations.
 
     Args:
@@ -267,7 +267,7 @@ def f_divergence_loss(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """CLIP-AT's f-divergence loss ``L_delta``: the sketch-photo separation should look alike in every class.
 
-    METHODS.md section 4 DECISION (our reconstruction of the paper's figure), made precise here:
+    docs/methods.md §4.4 decision (our reconstruction of the paper's figure), made precise here:
 
     1. The batch holds the same number ``B_c`` of (sketch, paired photo) pairs from each of ``N``
        classes; ``photos[i]`` is the paired photo of ``anchor[i]``.
@@ -330,3 +330,43 @@ def f_divergence_loss(
         return loss, dist
     return loss
 
+
+# ---------------------------------------------------------------------------------------------
+# the global batch under torch.distributed (batch-hard negatives are mined over every rank's photos)
+
+def gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Concatenate each tensor's rows over the ranks (rank order); identity in a single process.
+
+    Floating tensors that require grad are gathered differentiably
+    (``torch.distributed.nn.functional.all_gather``: the backward sends every rank's gradient back
+    to the rank that owns the rows), so a loss computed on a rank's own rows against the gathered
+    rows has, after DDP's gradient averaging, the gradient of the global batch's mean loss. Ranks may
+    hold different numbers of rows (padded for the collective, trimmed after). Every rank must call
+    this with the same number of tensors, in the same order.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1) or not tensors:
+        return tensors
+    import torch.distributed.nn.functional as dist_fn
+
+    world = dist.get_world_size()
+    dev = tensors[0].device
+    n = torch.tensor([tensors[0].shape[0]], dtype=torch.long, device=dev)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    sizes = [int(x) for x in sizes]
+    m = max(sizes)
+    out = []
+    for t in tensors:
+        if t.shape[0] != int(n):
+            raise ValueError(f"gather_rows: tensors of one call must have the same number of rows, "
+                             f"got {t.shape[0]} and {int(n)}")
+        pad = t if t.shape[0] == m else torch.cat([t, t.new_zeros((m - t.shape[0], *t.shape[1:]))])
+        if t.requires_grad and t.is_floating_point():
+            parts = dist_fn.all_gather(pad)
+        else:
+            parts = [torch.empty_like(pad) for _ in range(world)]
+            dist.all_gather(parts, pad.contiguous())
+        out.append(torch.cat([q[:k] for q, k in zip(parts, sizes)]))
+    return tuple(out)
