@@ -20,16 +20,27 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
+# pip, setuptools and ipykernel write to $(LOG); the terminal gets one line per step, or the log's tail and
+# a failure. $(call step,LABEL,COMMAND)
+LOG = $(VENV)/install.log
+define step
+	@printf '%-50s ' '$(1)'; \
+	if { echo "===== $(1): $(2)"; $(2); } >>$(LOG) 2>&1; then echo ok; \
+	else rc=$$?; echo FAILED; echo "----- last 40 lines of $(LOG):"; tail -n 40 $(LOG); \
+	echo "----- (full log: $(LOG))"; exit $$rc; fi
+endef
+
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
-	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
-	touch $@
+	@mkdir -p $(VENV) && : > $(LOG) && echo "installing into $(VENV) (pip output: $(LOG))"
+	$(call step,python -m venv $(VENV),test -x $(BIN)/python || $(PYTHON) -m venv $(VENV))
+	$(call step,pip install -U pip wheel setuptools,$(BIN)/python -m pip install --progress-bar off --upgrade pip wheel setuptools)
+	$(call step,pip install $(TORCH_PINS),$(BIN)/python -m pip install --progress-bar off $(TORCH_PINS))
+	$(call step,pip install -e .[dev],$(BIN)/python -m pip install --progress-bar off -e '.[dev]')
+	$(call step,ipykernel install (python3),$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3)
+	@touch $@
 
 report: venv
-	$(BIN)/sbirlab report --preset $(PRESET)
+	@$(BIN)/sbirlab report --preset $(PRESET)
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,15 +1,23 @@
-"""The report: the results table (ours + published, with provenance), CSV / JSON / HTML, failures named."""
+"""The report: the results table (ours + published, with provenance), CSV / JSON / HTML, failures named;
+one progress line per notebook on the terminal, everything else in report.log."""
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import logging
+import re
+import sys
+import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from sbirlab.reports import (NotebookFailed, NotebookResult, collect_runs, html_results_table, run_report,
-                             table_rows, write_index)
+import sbirlab.reports as reports
+from sbirlab.reports import (NotebookFailed, NotebookResult, collect_runs, html_results_table, provenance_line,
+                             run_report, table_rows, write_index)
+from tests.fixtures import image_bytes
 
 VERSIONS = {"sbirlab": "0.1.0", "torch": "2.x", "open_clip": "3.3.0"}
 
@@ -89,7 +97,7 @@ def _nb(path: Path, cells):
 
 
 @pytest.mark.slow
-def test_a_failing_notebook_is_named_with_its_cell_and_what_finished_is_kept(tmp_path):
+def test_a_failing_notebook_is_named_with_its_cell_and_what_finished_is_kept(tmp_path, capsys):
     nbdir = tmp_path / "repo" / "notebooks"
     nbdir.mkdir(parents=True)
     record = ("import json, pathlib\n"
@@ -102,10 +110,77 @@ def test_a_failing_notebook_is_named_with_its_cell_and_what_finished_is_kept(tmp
         run_report("ci", out, root=tmp_path / "repo")
     msg = str(e.value)
     assert "02_bad.ipynb" in msg and "ValueError" in msg and "bad gallery folder" in msg and "cell" in msg
+    assert "report.log" in msg
     data = json.loads((out / "results.json").read_text())
     assert [(n["name"], n["ok"]) for n in data["notebooks"]] == [("01_ok", True), ("02_bad", False)]
     assert (out / "index.html").exists() and (out / "01_ok.html").exists()
     assert data["meta"]["preset"] == "ci" and "torch" in data["meta"]["versions"]
+    # the terminal: the failing notebook's line, its cell, where to read more; the traceback is in the log
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"\[2/3\] 02_bad \.{3,} FAILED  \d+\.\d s", lines[2]), lines
+    assert re.fullmatch(r" +cell \[4\] raised ValueError: bad gallery folder", lines[3]), lines  # 4: papermill injects one
+    assert lines[4].strip() == "> raise ValueError('bad gallery folder')"
+    assert str(out / "report.log") in lines[5] and len(lines) == 6, lines
+    logged = (out / "report.log").read_text()
+    assert "Traceback" in logged and "bad gallery folder" in logged and "03_never" not in logged
+    assert "bad gallery folder" in (out / "index.html").read_text()
+
+
+PNG = base64.b64encode(image_bytes(".png")).decode()
+
+
+@pytest.mark.slow
+def test_the_terminal_gets_one_line_per_notebook_and_the_log_gets_the_warnings(tmp_path, capfd, monkeypatch):
+    """Papermill's log records, nbconvert's warnings, Python warnings and the kernel's own stderr all
+    land in report.log; stdout / stderr (at the file-descriptor level: the kernel is a child process)
+    show the header and one line per notebook, even with a terminal log handler like the CLI's."""
+    nbdir = tmp_path / "repo" / "notebooks"
+    nbdir.mkdir(parents=True)
+    record = ("import json, pathlib\n"
+              "pathlib.Path(OUT_DIR, '{}.json').write_text(json.dumps({{'preset': PRESET, 'runs': []}}))")
+    _nb(nbdir / "01_first.ipynb", ["import sys\nprint('cell stderr stays in the notebook', file=sys.stderr)",
+                                   record.format("01_first")])
+    nb = nbformat.v4.new_notebook()  # no parameters cell (papermill warns), an image without alt text (nbconvert warns)
+    nb.cells = [nbformat.v4.new_code_cell(f"import base64\nfrom IPython.display import Image, display\n"
+                                          f"display(Image(data=base64.b64decode('{PNG}')))"),
+                nbformat.v4.new_code_cell(record.format("02_second_with_a_long_name"))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(nbdir / "02_second_with_a_long_name.ipynb"))
+    export = reports.export_html
+
+    def export_and_warn(path):
+        warnings.warn("a python warning during the report", UserWarning)
+        return export(path)
+    monkeypatch.setattr(reports, "export_html", export_and_warn)
+    terminal = logging.StreamHandler(sys.stderr)  # what `sbirlab`'s logging.basicConfig installs
+    root = logging.getLogger()
+    root.addHandler(terminal)
+    showwarning = warnings.showwarning
+    out = tmp_path / "reports"
+    try:
+        results = run_report("ci", out, root=tmp_path / "repo")
+    finally:
+        root.removeHandler(terminal)
+    got = capfd.readouterr()
+    assert [r.ok for r in results] == [True, True]
+    lines = got.out.splitlines()
+    assert len(lines) == 3, got.out
+    assert lines[0].startswith("sbirlab report: 2 notebook(s), preset ci") and str(out / "report.log") in lines[0]
+    assert re.fullmatch(r"\[1/2\] 01_first \.{3,} ok  \d+\.\d s", lines[1]), lines
+    assert re.fullmatch(r"\[2/2\] 02_second_with_a_long_name \.{3,} ok  \d+\.\d s", lines[2]), lines
+    assert lines[1].index(" ok ") == lines[2].index(" ok "), "the status column is aligned"
+    assert got.err == "", got.err
+    logged = (out / "report.log").read_text()
+    for text in ("===== [1/2] 01_first.ipynb", "INFO papermill: Executing notebook with kernel",
+                 "Input notebook does not contain a cell with tag 'parameters'",  # papermill's logger
+                 "Alternative text is missing",  # nbconvert, through traitlets' logger
+                 "UserWarning: a python warning during the report",  # warnings.warn in this process
+                 "[IPKernelApp]"):  # the kernel process's own stderr (its start-up warning)
+        assert text in logged, f"{text!r} not in report.log:\n{logged}"
+    executed = nbformat.read(str(out / "01_first.ipynb"), as_version=4)
+    assert "cell stderr stays in the notebook" in json.dumps(executed.cells[-2].outputs)
+    # everything is put back: the terminal handler, the root level, warnings.showwarning
+    assert warnings.showwarning is showwarning and terminal not in root.handlers
 
 
 def test_zs_runs_with_real_doodle_metrics_get_a_real_doodles_column():
@@ -119,3 +194,60 @@ def test_zs_runs_with_real_doodle_metrics_get_a_real_doodles_column():
     page = html_results_table(rows)
     assert "ZS real doodles mAP@all" in page and "ZS real doodles class acc." in page
     assert "0.310" in page and "0.108" in page and "Quick, Draw!" in page
+
+
+def test_best_values_are_marked_among_our_rows_per_setting_and_column():
+    runs = collect_runs([nb_result("03_a", [
+        run("frozen", "zs", **{"mAP@all": 0.40, "mAP@200": 0.45}),
+        run("b-lin", "zs", **{"mAP@all": 0.61, "mAP@200": 0.44}),
+        run("clip-at", "zs", **{"mAP@all": 0.61, "mAP@200": 0.50}),  # ties on mAP@all with B-Lin: both marked
+        run("clip-at", "gzs", **{"mAP@all": 0.30}),  # a column with one value: nothing to compare
+        run("b-lin", "fg", **{"Acc@1": 0.05}), run("clip-at", "fg", **{"Acc@1": 0.07})])])
+    page = html_results_table(table_rows(runs))
+    main = page.partition("<h3>Ablations</h3>")[0]
+    best = re.findall(r'<td class="([^"]*\bbest\b[^"]*)"[^>]*><strong>([^<]+)</strong></td>', main)
+    assert sorted(v for _, v in best) == ["0.500", "0.610", "0.610", "7.00"], best
+    assert not any("pub" in c for c, _ in best)  # published numbers (0.723, 28.68, ...) are never marked
+    assert "0.723" in main and "28.68" in main and "0.300" in main
+    assert main.count("<strong>") == 4 and "best of our methods" in main
+    assert '<div class="table-wrap">' in main and "<thead>" in main
+
+
+def test_the_convention_is_stated_once_and_provenance_is_one_line():
+    zs_conv = "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (METHODS §1)"
+    gzs_conv = zs_conv + "; GZS: unseen test set + 20% seen-class sketches / photos"
+    runs = collect_runs([nb_result("03_a", [
+        run("clip-at", "zs", metric_convention=zs_conv, **{"mAP@all": 0.6, "mAP@200": 0.61}),
+        run("clip-at", "gzs", metric_convention=gzs_conv, split="synthetic_gzs", **{"mAP@all": 0.5}),
+        run("clip-at", "fg", metric_convention="Acc@k within the query's category (METHODS §1)",
+            **{"Acc@1": 0.05})])])
+    rows = table_rows(runs)
+    page = html_results_table(rows)
+    assert page.count("mAP@200 = AP") == 1 and "GZS: unseen test set" in page and "Acc@k within" in page
+    meta = {"preset": "cpu", "seconds": 12.3, "generated": "2026-01-02 03:04:05",
+            "versions": {"sbirlab": "0.1.0", "torch": "2.14.1", "open_clip": "3.3.0", "python": "3.11.7"}}
+    line = re.sub(r"<[^>]+>", "", provenance_line(meta, rows))
+    assert line == ("sbirlab 0.1.0 · torch 2.14.1 (runs: 2.x) · open_clip 3.3.0 · Python 3.11.7 · preset cpu · "
+                    "dataset synthetic · backbone tiny-synthetic · seed 0 · generated 2026-01-02 03:04 in 12 s")
+    one_split = re.sub(r"<[^>]+>", "", provenance_line({**meta, "seconds": 1234.5}, [r for r in rows if r["setting"] == "zs"]))
+    assert "· split synthetic_zs ·" in one_split and one_split.endswith("generated 2026-01-02 03:04 in 21 min")
+
+
+def test_figures_get_a_caption_naming_the_notebook_and_the_section(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 03 · The CLIP baselines\n\nIntro."),
+                nbformat.v4.new_markdown_cell("## 3. The table, laid out like **Table 1**"),
+                nbformat.v4.new_code_cell('fig.savefig(OUT / f"{NOTEBOOK}_table1_bars.png")')]
+    nbformat.write(nb, str(tmp_path / "03_a.ipynb"))
+    for name in ("03_a_table1_bars.png", "03_a_other.png", "04_b_x.png"):
+        (tmp_path / name).write_bytes(b"\x89PNG fake")
+    results = [NotebookResult("03_a", 1.0, True, str(tmp_path / "03_a.ipynb"), {}),
+               NotebookResult("04_b", 1.0, True, str(tmp_path / "04_b.ipynb"), {})]  # not executed: no notebook
+    write_index(results, tmp_path, {"preset": "cpu", "versions": VERSIONS, "seconds": 1.0, "generated": "now"})
+    page = (tmp_path / "index.html").read_text()
+    figs = re.findall(r"<figure>.*?</figure>", page)
+    assert len(figs) == 3 and all("<figcaption>" in f and 'alt="' in f for f in figs)
+    caps = [re.sub(r"<[^>]+>", "", re.search(r"<figcaption>(.*?)</figcaption>", f).group(1)) for f in figs]
+    assert caps == ["03_a · 03 · The CLIP baselines (other)",  # no section names it: the notebook's title
+                    "03_a · 3. The table, laid out like Table 1 (table1 bars)", "04_b · x"]
+    assert 'name="viewport"' in page and "max-width" in page and "{&quot;" not in page
