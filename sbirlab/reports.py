@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: the metrics of the results table, by setting (METHODS.md section 1)
+#: the metrics of the results table, by setting (docs/methods.md §1.1)
 TABLE_METRICS: dict[str, tuple[str, ...]] = {
     "zs": ("mAP@all", "mAP@200", "P@100", "P@200"),
     "gzs": ("mAP@all", "mAP@200", "P@100", "P@200"),
@@ -43,7 +43,7 @@ TABLE_METRICS: dict[str, tuple[str, ...]] = {
 }
 #: what every number of the report names besides its value
 PROVENANCE: tuple[str, ...] = ("dataset", "split", "backbone", "preset", "seed", "metric_convention")
-#: the seed papers' published numbers (METHODS.md sections 3-6), by (method, setting): (source, {metric: value}).
+#: the seed papers' published numbers (docs/methods.md §3.5, §4.6, §5.8, §6.6), by (method, setting): (source, {metric: value}).
 #: Fractions for mAP / P, percent for Acc@k, as the papers print them. Another dataset and backbone than
 #: the synthetic world's: the shape to expect, never a target.
 PUBLISHED_NUMBERS: dict[tuple[str, str], tuple[str, dict[str, float]]] = {

@@ -40,13 +40,27 @@ as ``prompts`` and start the deep list at layer 1, e.g. ``deep_prompts=[None, *d
 holds for text: ``ctx`` is layer 0 (with positional embedding), ``deep_ctx[l]`` replaces the hidden
 state before block ``l``.
 
+Block edits. Methods that adapt CLIP *inside* its blocks (DP-CLIP's text-guided scaling: a LoRA branch
+on the fused QKV projection and beside the MLP, or per-channel scales of Q/K/V and of the MLP hidden
+units) pass ``block_edits``: per layer an optional :class:`BlockEdit`. A block with an edit is run by
+:func:`run_edited_block`, which recomputes open_clip's ``ResidualAttentionBlock`` from the block's own
+modules (``ln_1``, the fused ``in_proj``, ``out_proj``, ``ls_1``, ``ln_2``, the MLP, ``ls_2``) with the
+edit applied; a block without one is called as usual, so unused edits cost nothing and leave every
+output bit-identical. An edited block is not called as a module, so module hooks on it do not fire:
+code that watches blocks (the attention recorder of :mod:`sbirlab.viz.attention`) registers with
+:func:`observe_block_edits` to see the edited runs too.
+
 Attention maps (``return_attn``) are recomputed from each block's own attention module on ``ln_1(x)``
-with ``need_weights=True`` only when requested, so the plain path keeps open_clip's speed.
+with ``need_weights=True`` only when requested, so the plain path keeps open_clip's speed; for an edited
+block they are recomputed with the edit (:func:`attention_weights` with ``edit``).
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import weakref
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +74,11 @@ __all__ = [
     "TextOutput",
     "build_prompt_tokens",
     "attention_weights",
+    "BlockEdit",
+    "check_editable",
+    "run_edited_block",
+    "observe_block_edits",
+    "appended_outputs",
     "DEFAULT_PLACEHOLDER",
     "DEFAULT_PLACEHOLDER_ID",
 ]
@@ -71,6 +90,44 @@ PromptFn = Callable[[int, torch.Tensor], Optional[torch.Tensor]]
 DeepPrompts = Union[torch.Tensor, Sequence[Optional[torch.Tensor]], PromptFn, None]
 LayerHook = Callable[[int, torch.Tensor], Optional[torch.Tensor]]
 LayerSelect = Union[bool, int, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class BlockEdit:
+    """Changes to one open_clip ``ResidualAttentionBlock``'s computation (see "Block edits" above).
+
+    The edited block computes, with ``h = ln_1(x)`` and ``u = ln_2(x')``::
+
+        qkv = (in_proj(h) + qkv_delta(h)) * qkv_scale          # [B, T, 3D], channels q | k | v
+        x'  = x + ls_1(out_proj(softmax(q kᵀ / sqrt(d_head)) v))
+        out = x' + ls_2(c_proj(act(c_fc(u)) * mlp_hidden_scale) + mlp_delta(u))
+
+    Every field is optional (``None`` = that part as in CLIP); an edit with all fields ``None`` is the
+    plain block up to the attention kernel's summation order.
+
+    Attributes:
+        qkv_delta: ``h -> [B, T, 3D]`` added to the fused QKV projection (e.g. a LoRA ``B (s * A h)``).
+        qkv_scale: multiplies the fused QKV projection (after ``qkv_delta``): broadcastable to
+            ``[B, T, 3D]``, e.g. ``[B, 1, 3D]`` per-sample channel scales.
+        mlp_hidden_scale: multiplies the MLP's hidden activations (the input of ``c_proj``):
+            broadcastable to ``[B, T, H]``.
+        mlp_delta: ``u -> [B, T, D]`` added to the MLP output (a parallel branch, e.g. LoRA on the MLP).
+    """
+
+    qkv_delta: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    qkv_scale: Optional[torch.Tensor] = None
+    mlp_hidden_scale: Optional[torch.Tensor] = None
+    mlp_delta: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+    @property
+    def changes_attention(self) -> bool:
+        """Whether the attention probabilities differ from the plain block's (a QKV change)."""
+        return self.qkv_delta is not None or self.qkv_scale is not None
+
+
+EditFn = Callable[[int, torch.Tensor], Optional[BlockEdit]]
+BlockEdits = Union[Sequence[Optional[BlockEdit]], EditFn, None]
+EditObserver = Callable[..., None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,7 +246,8 @@ def _deep_getter(deep: DeepPrompts, num_layers: int) -> Callable[[int, torch.Ten
     return get
 
 
-def attention_weights(block: nn.Module, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def attention_weights(block: nn.Module, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                      edit: Optional[BlockEdit] = None) -> torch.Tensor:
     """Attention probabilities of one open_clip residual block for its input ``x``.
 
     Works for ``ResidualAttentionBlock`` (``nn.MultiheadAttention``, called with ``need_weights=True``)
@@ -200,6 +258,8 @@ def attention_weights(block: nn.Module, x: torch.Tensor, attn_mask: Optional[tor
         block: a residual block of an open_clip transformer.
         x: the block's input ``[B, T, D]``.
         attn_mask: additive mask ``[T, T]`` (the text tower's causal mask) or ``None``.
+        edit: the :class:`BlockEdit` the block runs with (``None``: the plain block); with a QKV change
+            the probabilities are ``softmax(q kᵀ / sqrt(d_head))`` of the edited projection.
 
     Returns:
         ``[B, heads, T, T]``, rows summing to 1.
@@ -208,6 +268,14 @@ def attention_weights(block: nn.Module, x: torch.Tensor, attn_mask: Optional[tor
 
     h = block.ln_1(x)  # [B, T, D]
     attn = block.attn
+    if edit is not None and edit.changes_attention:
+        check_editable(block)
+        q, k, _ = _edited_qkv(attn, h, edit)  # [B, H, T, hd] each
+        logits = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)  # [B, H, T, T]
+        mask = _sdpa_mask(attn_mask, h.shape[0], attn.num_heads, h.shape[1], logits.dtype)
+        if mask is not None:
+            logits = logits + mask
+        return logits.softmax(dim=-1)
     if isinstance(attn, nn.MultiheadAttention):
         mask = attn_mask.to(h.dtype) if attn_mask is not None else None
         _, weights = attn(h, h, h, need_weights=True, average_attn_weights=False, attn_mask=mask)
@@ -238,6 +306,223 @@ def _run_block(block: nn.Module, x: torch.Tensor, attn_mask: Optional[torch.Tens
         # (open_clip's own positional call breaks for CustomResidualAttentionBlock)
         return checkpoint(block, x, attn_mask=attn_mask, use_reentrant=False)
     return block(x, attn_mask=attn_mask)
+
+
+# --------------------------------------------------------------------------------------------------
+# block edits
+
+
+def check_editable(block: nn.Module) -> None:
+    """Raise ``NotImplementedError`` unless ``block`` can run with a :class:`BlockEdit`.
+
+    Editable: open_clip's ``ResidualAttentionBlock`` with its ``nn.MultiheadAttention`` (fused
+    ``in_proj``, no dropout), self-attention only. ``CustomResidualAttentionBlock`` (scaled-cosine /
+    q-k-norm attention) and cross-attention blocks are not.
+    """
+    from open_clip.transformer import ResidualAttentionBlock
+
+    attn = getattr(block, "attn", None)
+    if not isinstance(block, ResidualAttentionBlock) or not isinstance(attn, nn.MultiheadAttention) \
+            or hasattr(block, "ln_1_kv") or attn.in_proj_weight is None or attn.dropout:
+        raise NotImplementedError(
+            f"block edits re-run open_clip's ResidualAttentionBlock (nn.MultiheadAttention with a fused "
+            f"in_proj, self-attention, no dropout); got {type(block).__name__}")
+
+
+def _edited_qkv(attn: nn.MultiheadAttention, h: torch.Tensor, edit: BlockEdit):
+    """``q, k, v`` ``[B, H, T, hd]`` of the fused projection of ``h`` with the edit's QKV change."""
+    B, T, D = h.shape
+    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # [B, T, 3D]
+    if edit.qkv_delta is not None:
+        qkv = qkv + edit.qkv_delta(h)
+    if edit.qkv_scale is not None:
+        qkv = qkv * edit.qkv_scale
+    heads = attn.num_heads
+    return qkv.view(B, T, 3, heads, D // heads).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, hd]
+
+
+def _sdpa_mask(attn_mask: Optional[torch.Tensor], batch: int, heads: int, seq: int,
+               dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """open_clip's additive masks (``[T, T]`` causal, ``[B*H, T, T]`` padding) for ``[B, H, T, T]`` logits."""
+    if attn_mask is None:
+        return None
+    mask = attn_mask.to(dtype)
+    if mask.dim() == 3:
+        mask = mask.reshape(batch, heads, seq, seq)
+    return mask
+
+
+def _edited_attention(block: nn.Module, h: torch.Tensor, edit: BlockEdit,
+                      attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``block.attn(h, h, h)`` recomputed from its own weights with the edit's QKV change: ``[B, T, D]``."""
+    attn = block.attn
+    B, T, D = h.shape
+    q, k, v = _edited_qkv(attn, h, edit)
+    mask = _sdpa_mask(attn_mask, B, attn.num_heads, T, q.dtype)
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, T, hd]
+    return attn.out_proj(o.transpose(1, 2).reshape(B, T, D))
+
+
+def _edited_mlp(block: nn.Module, h: torch.Tensor, edit: BlockEdit) -> torch.Tensor:
+    """``block.mlp(h)`` with the hidden activations (input of ``c_proj``) scaled and the parallel branch added."""
+    if edit.mlp_hidden_scale is None:
+        z = block.mlp(h)
+    else:
+        z = h
+        for name, mod in block.mlp.named_children():
+            if name == "c_proj":
+                z = z * edit.mlp_hidden_scale
+            z = mod(z)
+    if edit.mlp_delta is not None:
+        z = z + edit.mlp_delta(h)
+    return z
+
+
+def run_edited_block(block: nn.Module, x: torch.Tensor, edit: BlockEdit,
+                     attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One residual block on ``x`` ``[B, T, D]`` with ``edit`` applied (formula in :class:`BlockEdit`).
+
+    Recomputes open_clip's ``ResidualAttentionBlock.forward`` from the block's own modules
+    (``x + ls_1(attn(ln_1(x)))``, then ``+ ls_2(mlp(ln_2(.)))``); the attention runs as
+    ``F.scaled_dot_product_attention`` on the fused projection. ``attn_mask``: the additive mask the
+    block would get (text tower), or ``None``.
+
+    Raises:
+        NotImplementedError: the block is not editable (:func:`check_editable`).
+    """
+    check_editable(block)
+    h = block.ln_1(x)
+    x = x + block.ls_1(_edited_attention(block, h, edit, attn_mask))
+    h = block.ln_2(x)
+    return x + block.ls_2(_edited_mlp(block, h, edit))
+
+
+def _edit_getter(edits: BlockEdits, num_layers: int) -> Optional[EditFn]:
+    """Normalise ``block_edits`` into ``get(layer_idx, x) -> BlockEdit | None``, or ``None`` without edits."""
+    if edits is None:
+        return None
+    if callable(edits):
+        return edits
+    if isinstance(edits, (list, tuple)):
+        if len(edits) > num_layers:
+            raise ValueError(f"block edits for {len(edits)} layers given, the transformer has {num_layers}")
+        if any(e is not None and not isinstance(e, BlockEdit) for e in edits):
+            raise TypeError("block edits must be BlockEdit or None per layer")
+        n = len(edits)
+        return lambda l, x: edits[l] if l < n else None  # noqa: E731
+    raise TypeError(f"block edits must be a list per layer or a callable; got {type(edits)}")
+
+
+#: transformer -> observers of its edited block runs (see :func:`observe_block_edits`)
+_EDIT_OBSERVERS: "weakref.WeakKeyDictionary[nn.Module, List[EditObserver]]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def observe_block_edits(transformer: nn.Module, observer: EditObserver) -> Iterator[None]:
+    """Context manager: call ``observer`` after every edited block run of ``transformer``.
+
+    Edited blocks (:class:`BlockEdit`) are not called as modules, so forward hooks on them do not
+    fire; an observer sees those runs instead, as
+    ``observer(layer, block, x_in, x_out, edit, attn_mask)`` with the block's input and output
+    ``[B, T, D]``. Plain (unedited) blocks are not reported: module hooks see them.
+
+    Args:
+        transformer: the ``.transformer`` of an open_clip tower (``visual.transformer`` for images).
+        observer: the callable; it must not change its arguments.
+    """
+    obs = _EDIT_OBSERVERS.setdefault(transformer, [])
+    obs.append(observer)
+    try:
+        yield
+    finally:
+        obs.remove(observer)
+        if not obs:
+            _EDIT_OBSERVERS.pop(transformer, None)
+
+
+def _run_edited(transformer: nn.Module, layer: int, block: nn.Module, x: torch.Tensor, edit: BlockEdit,
+                attn_mask: Optional[torch.Tensor], use_ckpt: bool) -> torch.Tensor:
+    if use_ckpt:
+        out = checkpoint(run_edited_block, block, x, edit, attn_mask, use_reentrant=False)
+    else:
+        out = run_edited_block(block, x, edit, attn_mask)
+    for observer in tuple(_EDIT_OBSERVERS.get(transformer, ())):
+        observer(layer, block, x, out, edit, attn_mask)
+    return out
+
+
+def _layer_plan(transformer: nn.Module, return_tokens: LayerSelect, return_attn: LayerSelect,
+                deep: DeepPrompts, block_edits: BlockEdits):
+    """What a prompted forward does at each layer of ``transformer``: ``(keep_hidden, keep_attn,
+    get_deep, get_edit, use_ckpt)`` (hidden states / attention kept per layer, the deep-prompt and
+    block-edit getters, whether blocks run gradient-checkpointed)."""
+    n_layers = len(transformer.resblocks)
+    use_ckpt = bool(getattr(transformer, "grad_checkpointing", False)) and torch.is_grad_enabled()
+    return (_select_layers(return_tokens, n_layers + 1), _select_layers(return_attn, n_layers),
+            _deep_getter(deep, n_layers), _edit_getter(block_edits, n_layers), use_ckpt)
+
+
+def _layer_step(transformer: nn.Module, layer: int, block: nn.Module, x: torch.Tensor,
+                attn_mask: Optional[torch.Tensor], get_edit: Optional[EditFn], use_ckpt: bool,
+                layer_hook: Optional[LayerHook], hidden: Optional[list], attns: Optional[list]) -> torch.Tensor:
+    """Block ``layer`` of a prompted forward (vision or text) on ``x``, the sequence after prompt insertion.
+
+    Runs the block plainly, or with its :class:`BlockEdit` (``get_edit``); stores its input in
+    ``hidden[layer]`` and its attention in ``attns[layer]`` when those lists are given; applies
+    ``layer_hook`` to its output. Returns the block's (possibly hook-replaced) output.
+    """
+    edit = get_edit(layer, x) if get_edit is not None else None
+    if hidden is not None:
+        hidden[layer] = x
+    if attns is not None:
+        attns[layer] = attention_weights(block, x, attn_mask, edit)
+    if edit is None:
+        x = _run_block(block, x, attn_mask, use_ckpt)
+    else:
+        x = _run_edited(transformer, layer, block, x, edit, attn_mask, use_ckpt)
+    if layer_hook is not None:
+        replaced = layer_hook(layer, x)
+        if replaced is not None:
+            x = replaced
+    return x
+
+
+def appended_outputs(block: nn.Module, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``block(cat([context, t_l]))[..., -K:, :]`` for every token set ``t_l``, computing only those outputs.
+
+    Equal to running the (non-causal, unmasked) block on ``[context ; tokens of set l]`` for each set
+    and keeping the appended positions, but the context's keys and values are projected once for all
+    sets and only the ``K`` appended positions are queried and sent through the MLP: DP-CLIP's prompt
+    generator reads ``3 (N + 1)`` support tokens for ``L`` layers of ``K = 3`` prompts, ~``(3N + 3) / K``
+    times less work than the literal form.
+
+    Args:
+        block: an editable open_clip ``ResidualAttentionBlock`` (:func:`check_editable`).
+        context: ``[U, T, D]`` tokens shared by all sets.
+        tokens: ``[U, L, K, D]``: ``L`` sets of ``K`` tokens appended to ``context[u]``.
+
+    Returns:
+        ``[U, L, K, D]``.
+    """
+    check_editable(block)
+    attn = block.attn
+    U, L, K, D = tokens.shape
+    H = attn.num_heads
+    w_q, w_kv = attn.in_proj_weight[:D], attn.in_proj_weight[D:]
+    b_q, b_kv = (attn.in_proj_bias[:D], attn.in_proj_bias[D:]) if attn.in_proj_bias is not None else (None, None)
+    k_c, v_c = F.linear(block.ln_1(context), w_kv, b_kv).chunk(2, dim=-1)  # [U, T, D] each, once for all sets
+    h = block.ln_1(tokens)  # [U, L, K, D]
+    q = F.linear(h, w_q, b_q)
+    k_p, v_p = F.linear(h, w_kv, b_kv).chunk(2, dim=-1)
+    k = torch.cat([k_c.unsqueeze(1).expand(U, L, -1, D), k_p], dim=2)  # [U, L, T+K, D]
+    v = torch.cat([v_c.unsqueeze(1).expand(U, L, -1, D), v_p], dim=2)
+
+    def heads(t):  # [U, L, S, D] -> [U*L, H, S, D/H]
+        return t.reshape(U * L, t.shape[2], H, D // H).transpose(1, 2)
+
+    o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v))  # [U*L, H, K, D/H]
+    x = tokens + block.ls_1(attn.out_proj(o.transpose(1, 2).reshape(U, L, K, D)))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
 def _check_transformer(transformer: nn.Module, what: str) -> None:
@@ -318,15 +603,10 @@ class PromptedVisionEncoder(nn.Module):
         x = x + v.positional_embedding.to(x.dtype)
         return v.patch_dropout(x)
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        prompts: Optional[torch.Tensor] = None,
-        deep_prompts: DeepPrompts = None,
-        return_tokens: LayerSelect = False,
-        return_attn: LayerSelect = False,
-        layer_hook: Optional[LayerHook] = None,
-    ) -> Union[torch.Tensor, VisionOutput]:
+    def forward(self, images: torch.Tensor, prompts: Optional[torch.Tensor] = None, deep_prompts: DeepPrompts = None,
+                return_tokens: LayerSelect = False, return_attn: LayerSelect = False,
+                layer_hook: Optional[LayerHook] = None,
+                block_edits: BlockEdits = None) -> Union[torch.Tensor, VisionOutput]:
         """Encode images, optionally with prompts.
 
         Args:
@@ -343,32 +623,30 @@ class PromptedVisionEncoder(nn.Module):
             return_attn: attention maps to return (``True`` = all layers, or layer indices).
             layer_hook: ``(layer_idx, x) -> Tensor | None`` called after each block with its output
                 ``[B, T, D]`` (image tokens first, then prompts); a returned tensor replaces ``x``.
+            block_edits: per-layer :class:`BlockEdit` (LoRA / channel scaling inside the block): a list
+                with one entry per layer (``None`` = the plain block), or a callable
+                ``(layer_idx, x) -> BlockEdit | None`` with ``x`` the full sequence entering the block
+                (after prompt insertion). Edited blocks run through :func:`run_edited_block`.
 
         Returns:
             The embedding ``[B, E]``, or a :class:`VisionOutput` when tokens or attention are requested.
         """
         if return_tokens is False and return_attn is False:
-            return self.forward_features(images, prompts, deep_prompts, layer_hook=layer_hook).embeds
-        return self.forward_features(images, prompts, deep_prompts, return_tokens, return_attn, layer_hook)
+            return self.forward_features(images, prompts, deep_prompts, layer_hook=layer_hook,
+                                         block_edits=block_edits).embeds
+        return self.forward_features(images, prompts, deep_prompts, return_tokens, return_attn, layer_hook,
+                                     block_edits)
 
-    def forward_features(
-        self,
-        images: torch.Tensor,
-        prompts: Optional[torch.Tensor] = None,
-        deep_prompts: DeepPrompts = None,
-        return_tokens: LayerSelect = False,
-        return_attn: LayerSelect = False,
-        layer_hook: Optional[LayerHook] = None,
-    ) -> VisionOutput:
+    def forward_features(self, images: torch.Tensor, prompts: Optional[torch.Tensor] = None,
+                         deep_prompts: DeepPrompts = None, return_tokens: LayerSelect = False,
+                         return_attn: LayerSelect = False, layer_hook: Optional[LayerHook] = None,
+                         block_edits: BlockEdits = None) -> VisionOutput:
         """Like :meth:`forward` but always returns a :class:`VisionOutput`."""
         v = self.visual
         blocks = v.transformer.resblocks
-        n_layers = len(blocks)
-        width = self.width
-        keep_hidden = _select_layers(return_tokens, n_layers + 1)
-        keep_attn = _select_layers(return_attn, n_layers)
-        get_deep = _deep_getter(deep_prompts, n_layers)
-        use_ckpt = bool(getattr(v.transformer, "grad_checkpointing", False)) and torch.is_grad_enabled()
+        n_layers, width = len(blocks), self.width
+        keep_hidden, keep_attn, get_deep, get_edit, use_ckpt = _layer_plan(
+            v.transformer, return_tokens, return_attn, deep_prompts, block_edits)
 
         x = self.embed(images)  # [B, 1+N, D]
         batch, n_img = x.shape[0], x.shape[1]
@@ -384,15 +662,8 @@ class PromptedVisionEncoder(nn.Module):
             if p is not None:
                 p = _as_batch(p, batch, width, x.dtype, f"deep prompts of layer {layer}")
                 x = torch.cat([x[:, :n_img], p], dim=1)  # replace the prompt positions [B, 1+N+K_l, D]
-            if keep_hidden[layer]:
-                hidden[layer] = x
-            if keep_attn[layer]:
-                attns[layer] = attention_weights(block, x)
-            x = _run_block(block, x, None, use_ckpt)
-            if layer_hook is not None:
-                replaced = layer_hook(layer, x)
-                if replaced is not None:
-                    x = replaced
+            x = _layer_step(v.transformer, layer, block, x, None, get_edit, use_ckpt, layer_hook,
+                            hidden if keep_hidden[layer] else None, attns if keep_attn[layer] else None)
         if keep_hidden[n_layers]:
             hidden[n_layers] = x
 
@@ -495,15 +766,10 @@ class PromptedTextEncoder(nn.Module):
                 f"{what}: token positions 1..{n} must hold the placeholder id {self.placeholder_id}; build the "
                 f"prompts with build_prompt_tokens(tokenizer, classnames, n_ctx={n}) or pass placeholder_id=None")
 
-    def forward(
-        self,
-        token_ids: torch.Tensor,
-        ctx: Optional[torch.Tensor] = None,
-        deep_ctx: DeepPrompts = None,
-        return_tokens: LayerSelect = False,
-        return_attn: LayerSelect = False,
-        layer_hook: Optional[LayerHook] = None,
-    ) -> Union[torch.Tensor, TextOutput]:
+    def forward(self, token_ids: torch.Tensor, ctx: Optional[torch.Tensor] = None, deep_ctx: DeepPrompts = None,
+                return_tokens: LayerSelect = False, return_attn: LayerSelect = False,
+                layer_hook: Optional[LayerHook] = None,
+                block_edits: BlockEdits = None) -> Union[torch.Tensor, TextOutput]:
         """Encode token ids, optionally with learnable context.
 
         Args:
@@ -519,35 +785,29 @@ class PromptedTextEncoder(nn.Module):
             return_attn: attention maps to return (``True`` = all layers, or layer indices).
             layer_hook: ``(layer_idx, x) -> Tensor | None`` called after each block; a returned tensor
                 replaces ``x``.
+            block_edits: per-layer :class:`BlockEdit`, as for :meth:`PromptedVisionEncoder.forward`
+                (edited blocks get the causal / padding mask).
 
         Returns:
             The EOT embedding ``[B, E]`` (``text_projection`` of ``ln_final``), or a :class:`TextOutput`
             when tokens or attention are requested.
         """
-        out = self.forward_features(token_ids, ctx, deep_ctx, return_tokens, return_attn, layer_hook)
+        out = self.forward_features(token_ids, ctx, deep_ctx, return_tokens, return_attn, layer_hook, block_edits)
         if return_tokens is False and return_attn is False:
             return out.embeds
         return out
 
-    def forward_features(
-        self,
-        token_ids: torch.Tensor,
-        ctx: Optional[torch.Tensor] = None,
-        deep_ctx: DeepPrompts = None,
-        return_tokens: LayerSelect = False,
-        return_attn: LayerSelect = False,
-        layer_hook: Optional[LayerHook] = None,
-    ) -> TextOutput:
+    def forward_features(self, token_ids: torch.Tensor, ctx: Optional[torch.Tensor] = None,
+                         deep_ctx: DeepPrompts = None, return_tokens: LayerSelect = False,
+                         return_attn: LayerSelect = False, layer_hook: Optional[LayerHook] = None,
+                         block_edits: BlockEdits = None) -> TextOutput:
         """Like :meth:`forward` but always returns a :class:`TextOutput`."""
         from open_clip.transformer import text_global_pool
 
         blocks = self.transformer.resblocks
-        n_layers = len(blocks)
-        width = self.width
-        keep_hidden = _select_layers(return_tokens, n_layers + 1)
-        keep_attn = _select_layers(return_attn, n_layers)
-        get_deep = _deep_getter(deep_ctx, n_layers)
-        use_ckpt = bool(getattr(self.transformer, "grad_checkpointing", False)) and torch.is_grad_enabled()
+        n_layers, width = len(blocks), self.width
+        keep_hidden, keep_attn, get_deep, get_edit, use_ckpt = _layer_plan(
+            self.transformer, return_tokens, return_attn, deep_ctx, block_edits)
         cast_dtype = self.transformer.get_cast_dtype()
         batch, seq_len = token_ids.shape
 
@@ -571,15 +831,8 @@ class PromptedTextEncoder(nn.Module):
                     self._check_positions(token_ids, n, f"deep ctx of layer {layer}")
                     checked.add(n)
                 x = torch.cat([x[:, :1], p, x[:, 1 + n:]], dim=1)
-            if keep_hidden[layer]:
-                hidden[layer] = x
-            if keep_attn[layer]:
-                attns[layer] = attention_weights(block, x, attn_mask)
-            x = _run_block(block, x, attn_mask, use_ckpt)
-            if layer_hook is not None:
-                replaced = layer_hook(layer, x)
-                if replaced is not None:
-                    x = replaced
+            x = _layer_step(self.transformer, layer, block, x, attn_mask, get_edit, use_ckpt, layer_hook,
+                            hidden if keep_hidden[layer] else None, attns if keep_attn[layer] else None)
         if keep_hidden[n_layers]:
             hidden[n_layers] = x
 

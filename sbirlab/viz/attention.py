@@ -8,9 +8,13 @@ block's own ``ln_1`` and projections; open_clip is wrapped, never changed). Hook
 sequence the block receives, so the same code works for any method and any prompt form: shallow
 prompts (CLIP-AT, B-IP), deep prompts replaced before every block (B-Deep, MaPLe), per-sample
 prompts (B-Cond), and prompts computed on the fly during the forward (DP-CLIP's category-specific
-prompts), without knowing how the method builds them. A method that runs the tower several times per
-call (B-Cond encodes the image once without prompts, then with them) produces several *passes*;
-:class:`AttentionMaps` keeps the last one by default.
+prompts), without knowing how the method builds them. Blocks that the prompted encoder runs with a
+:class:`~sbirlab.models.prompts.BlockEdit` (DP-CLIP's text-guided scaling edits the QKV projection and
+the MLP of every block) are not called as modules; the recorder sees them through
+:func:`sbirlab.models.prompts.observe_block_edits` and recomputes their attention *with* the edit, so
+DP-CLIP's maps are those of its scaled blocks. A method that runs the tower several times per call
+(B-Cond encodes the image once without prompts, then with them; DP-CLIP routes the image with the
+frozen CLIP first) produces several *passes*; :class:`AttentionMaps` keeps the last one by default.
 
 Token layout (:mod:`sbirlab.models.prompts`): ``[CLS, patch_1 .. patch_N, prompt_1 .. prompt_K]``;
 ``N = gh * gw`` patches in row-major order. Maps:
@@ -46,6 +50,8 @@ __all__ = [
     "method_attention",
     "encoder_attention",
     "split_layer_prompts",
+    "paired_items",
+    "mass_summary",
     "rollout",
     "overlay",
     "plot_attention_rows",
@@ -96,9 +102,10 @@ class _Recorder:
         if bad:
             raise RuntimeError(
                 f"the forward ran the layers of block(s) {bad} without calling the blocks themselves (a method "
-                f"that re-implements the block, e.g. DP-CLIP's text-guided scaling); their attention cannot be "
-                f"recorded from the blocks. Use encoder_attention() with the method's prompts (see "
-                f"split_layer_prompts) or switch the re-implementation off (DP-CLIP: text_scaling='none')")
+                f"that re-implements the block outside the prompted encoder); their attention cannot be "
+                f"recorded from the blocks. Run the changed blocks through PromptedVisionEncoder(..., "
+                f"block_edits=...) (sbirlab.models.prompts.BlockEdit, as DP-CLIP does), or use "
+                f"encoder_attention() with the method's prompts (see split_layer_prompts)")
 
     def begin(self, layer: int) -> list:
         if layer == 0 or not self.passes:
@@ -125,7 +132,7 @@ def record_attention(visual: nn.Module, keep_tokens: bool = True) -> Iterator[_R
         ...     method.encode(images, "sketch")
         >>> maps = AttentionMaps.from_recorder(rec, grid_size=method.visual.grid_size)
     """
-    from ..models.prompts import attention_weights
+    from ..models.prompts import attention_weights, observe_block_edits
 
     tower = _tower(visual)
     blocks = tower.transformer.resblocks
@@ -164,13 +171,29 @@ def record_attention(visual: nn.Module, keep_tokens: bool = True) -> Iterator[_R
                 rec.passes[-1][-1]["out_prompts"] = y[:, n_img:].detach().float().cpu()
         return hook
 
+    def edited(layer, block, x, out, edit, attn_mask):  # a block the encoder ran with a BlockEdit
+        rec.block_calls[layer] += 1
+        rec.busy = True
+        try:
+            with torch.no_grad():
+                a = attention_weights(block, x, attn_mask, edit)
+        finally:
+            rec.busy = False
+        rec.ln1_calls[layer] -= 1  # the edited run's own ln_1 call (counted already) is not a bypass
+        entry = {"attn": a.detach().float().cpu()}
+        if keep_tokens:
+            entry["in_prompts"] = x[:, n_img:].detach().float().cpu()
+            entry["out_prompts"] = out[:, n_img:].detach().float().cpu()
+        rec.begin(layer).append(entry)
+
     try:
-        for i, b in enumerate(blocks):
-            handles.append(b.register_forward_pre_hook(pre(i), with_kwargs=True))
-            handles.append(b.register_forward_hook(post(i), with_kwargs=True))
-            if isinstance(getattr(b, "ln_1", None), nn.Module):
-                handles.append(b.ln_1.register_forward_hook(ln1(i)))
-        yield rec
+        with observe_block_edits(tower.transformer, edited):
+            for i, b in enumerate(blocks):
+                handles.append(b.register_forward_pre_hook(pre(i), with_kwargs=True))
+                handles.append(b.register_forward_hook(post(i), with_kwargs=True))
+                if isinstance(getattr(b, "ln_1", None), nn.Module):
+                    handles.append(b.ln_1.register_forward_hook(ln1(i)))
+            yield rec
     finally:
         for h in handles:
             h.remove()
@@ -367,17 +390,20 @@ def method_attention(method: nn.Module, images: torch.Tensor, modality: str, pas
 
 
 def encoder_attention(encoder: nn.Module, images: torch.Tensor, prompts: Optional[torch.Tensor] = None,
-                      deep_prompts=None, images_u8=None) -> AttentionMaps:
+                      deep_prompts=None, images_u8=None, block_edits=None) -> AttentionMaps:
     """Attention of a :class:`~sbirlab.models.prompts.PromptedVisionEncoder` with explicit prompts.
 
     ``prompts`` / ``deep_prompts`` take every form the encoder accepts: ``[K, D]``, per-sample
     ``[B, K, D]`` (category-specific prompts: one set per image), deep ``[J, K, D]`` / ``[B, J, K, D]``,
-    a list per layer, or a callable.
+    a list per layer, or a callable. ``block_edits``: per-layer
+    :class:`~sbirlab.models.prompts.BlockEdit` (e.g. DP-CLIP's scales: ``encoder_attention(m.visual, x,
+    **m.encoder_inputs(P[idx], S[idx]))``); their attention is recomputed with the edit.
     """
     from ..models.prompts import PromptedVisionEncoder
 
     enc = encoder if isinstance(encoder, PromptedVisionEncoder) else PromptedVisionEncoder(_tower(encoder))
-    return capture_attention(enc, lambda: enc(images, prompts=prompts, deep_prompts=deep_prompts),
+    return capture_attention(enc, lambda: enc(images, prompts=prompts, deep_prompts=deep_prompts,
+                                              block_edits=block_edits),
                              grid_size=(images.shape[-2] // enc.visual.patch_size[0],
                                         images.shape[-1] // enc.visual.patch_size[1]),
                              images=images_u8)
@@ -398,6 +424,50 @@ def split_layer_prompts(layer_prompts: torch.Tensor):
     if p.dim() == 4:
         return p[:, 0], [None, *p[:, 1:].unbind(1)]
     raise ValueError(f"layer prompts must be [L, K, D] or [B, L, K, D], got shape {tuple(p.shape)}")
+
+
+def paired_items(queries: Sequence, gallery: Sequence, n: int, one_per_class: bool = True) -> list:
+    """``(sketch, photo)`` pairs of sketches and the gallery photo drawn from the same instance.
+
+    Args:
+        queries: sketch items; gallery: photo items (paired by ``item.instance``).
+        n: at most this many pairs.
+        one_per_class: ``True``: the first sketch of each class (in query order) with its photo, the
+            first ``n`` classes; ``False``: ``n`` pairs evenly spread over all pairs (first and last
+            included), for statistics.
+    """
+    by_id = {p.instance: p for p in gallery}
+    pairs = [(s, by_id[s.instance]) for s in queries if s.instance in by_id]
+    if one_per_class:
+        seen, out = set(), []
+        for s, ph in pairs:
+            if s.label not in seen:
+                out.append((s, ph))
+                seen.add(s.label)
+        return out[:n]
+    if not pairs or n <= 0:
+        return []
+    return [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(n, len(pairs))).astype(int)]
+
+
+def mass_summary(maps: AttentionMaps, mask) -> dict:
+    """Mean share of attention mass on the ``mask`` patches (:func:`mass_on`), per map kind.
+
+    Args:
+        maps: the recorded attention of a batch.
+        mask: ``[B, gh, gw]`` bool patches of the object (e.g. :func:`ink_mask`).
+
+    Returns:
+        ``{"CLS last layer", "rollout", "prompts (from)", "chance"}``: the CLS row of the last layer, the
+        rollout, the last layer's prompt rows (mean over prompts; ``None`` without prompts) and the share
+        of ``mask`` patches (what a uniform map would score).
+    """
+    mask = torch.as_tensor(mask)
+    pm = maps.prompt_maps()  # [B, K, gh, gw]
+    return {"CLS last layer": float(mass_on(maps.cls_map(), mask).mean()),
+            "rollout": float(mass_on(maps.rollout(), mask).mean()),
+            "prompts (from)": float(mass_on(pm, mask[:, None]).mean()) if pm.shape[1] else None,
+            "chance": float(mask.float().mean())}
 
 
 # --------------------------------------------------------------------------------------------------

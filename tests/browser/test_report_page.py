@@ -33,9 +33,9 @@ CHROMIUM = "/usr/bin/chromium"  # as in test_widget_browser.py
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDTH, HEIGHT = 1280, 900
-ZS_CONV = "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (METHODS §1)"
+ZS_CONV = "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (docs/methods.md §1.3)"
 GZS_CONV = ZS_CONV + "; GZS: unseen test set + 20% seen-class sketches / photos, seen/ and unseen/ = per-part means"
-FG_CONV = "Acc@k within the query's category (METHODS §1)"
+FG_CONV = "Acc@k within the query's category (docs/methods.md §1.5)"
 VERSIONS = {"sbirlab": "0.1.0", "torch": "2.14.1+cu130", "open_clip": "3.3.0", "python": "3.11.7"}
 NOTEBOOKS = ("00_quickstart", "01_data_and_protocols", "02_clip_as_foundation_model", "03_clip_baselines",
              "04_train_prompted_clip", "05_fine_grained", "06_dual_modal_prompting", "07_multimodal_prompt_sharing",

@@ -361,7 +361,7 @@ def test_figures_have_one_panel_per_map(enc, images):
 
 def test_dp_clip_category_prompts(images, tokenizer):
     """DP-CLIP (category-specific deep prompts): recorded through its own encode when its blocks run as
-    open_clip's, refused with a clear message when its text-guided scaling re-implements them; its cached
+    open_clip's and, with its text-guided scaling, as the prompted encoder's edited blocks; its cached
     per-category prompts through split_layer_prompts give the same maps."""
     from sbirlab.models.registry import METHODS
 
@@ -374,7 +374,7 @@ def test_dp_clip_category_prompts(images, tokenizer):
                          text_scaling=scaling)
         m.set_categories(["cat", "dog"], support)
         m.eval()
-        prompts, _ = m._eval_params()  # [U, L, K, D]: one prompt set per category and layer
+        prompts, _ = m.prepared_params()  # [U, L, K, D]: one prompt set per category and layer
         via_tensor = A.encoder_attention(m.visual, images, *A.split_layer_prompts(prompts[torch.tensor([0, 1, 0])]))
         assert via_tensor.num_prompts() == prompts.shape[2] and via_tensor.replaced == [True, True]
         # another "dog" prompt set changes the maps of the dog image only (untrained, DP-CLIP's categories
@@ -389,6 +389,16 @@ def test_dp_clip_category_prompts(images, tokenizer):
             maps = A.method_attention(m, images, "photo", labels=labels)
             for a, b in zip(maps.attentions, via_tensor.attentions):
                 torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-        else:
-            with pytest.raises(RuntimeError, match="text_scaling='none'"):
-                A.method_attention(m, images, "photo", labels=labels)
+        else:  # the scaled blocks run through the prompted encoder's block edits: recorded, with the edit
+            with torch.no_grad():  # make the (zero-initialised) scales act
+                for sc in m.scalers:
+                    sc.att_b.weight.normal_(0, 0.1)
+            P, S = m.prepared_params()
+            idx = torch.tensor([0, 1, 0])
+            maps = A.method_attention(m, images, "photo", labels=labels)
+            direct = A.encoder_attention(m.visual, images, **m.encoder_inputs(P[idx], S[idx]))
+            unscaled = A.encoder_attention(m.visual, images, **m.encoder_inputs(P[idx], None))
+            assert len(maps.attentions) == len(direct.attentions) == m.visual.num_layers
+            for a, b in zip(maps.attentions, direct.attentions):
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+            assert not torch.allclose(maps.attentions[-1], unscaled.attentions[-1], atol=1e-4)

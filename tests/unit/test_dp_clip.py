@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import sbirlab  # noqa: F401  (registers the tiny configs)
 from sbirlab.experiment import RunConfig, load_data, load_run, run_experiment
-from sbirlab.models.methods.clip_at import layernorm_parameters
+from sbirlab.models.methods.base import layernorm_parameters
 from sbirlab.models.methods.dp_clip import (TEMPLATES, curriculum_weight, prompt_outputs, select_negatives,
                                             support_rows, window_boxes)
 from sbirlab.models.registry import build_method
@@ -176,18 +176,18 @@ def test_encoder_without_modules_is_clip_and_deep_prompts_match_the_prompted_enc
     m = make(tokenizer=tokenizer).eval()
     x = images(3)
     with torch.no_grad():
-        g, local = m._vision(x, None, None, local=False)
+        g, local = m.features(x, None, None, local=False)
         assert local is None
         assert torch.allclose(g, m.clip.encode_image(x), atol=1e-5)
         P = 0.1 * torch.randn(3, 2, 3, m.width)  # per-sample prompts [B, L, K, D]
-        g, _ = m._vision(x, P, None, local=False)
+        g, _ = m.features(x, P, None, local=False)
         ref = m.visual(x, prompts=P[:, 0], deep_prompts=[None, P[:, 1]])
         assert torch.allclose(g, ref, atol=1e-5)
         # side-way scaling with its B matrices at zero is the identity; the direct form likewise
         S = torch.randn(3, 2, 2 * m.cfg.rank)
-        assert torch.allclose(m._vision(x, P, S, local=False)[0], ref, atol=1e-5)
+        assert torch.allclose(m.features(x, P, S, local=False)[0], ref, atol=1e-5)
         d = make(tokenizer=tokenizer, text_scaling="direct").eval()
-        assert torch.allclose(d._vision(x, P, torch.zeros(3, 2, 3 * 64 + 256), local=False)[0], ref, atol=1e-5)
+        assert torch.allclose(d.features(x, P, torch.zeros(3, 2, 3 * 64 + 256), local=False)[0], ref, atol=1e-5)
 
 
 def test_prompt_outputs_equal_the_block_on_the_full_sequence(tokenizer):
@@ -200,6 +200,102 @@ def test_prompt_outputs_equal_the_block_on_the_full_sequence(tokenizer):
         for layer in range(2):
             full = blk(torch.cat([context[u], prompts[u, layer]])[None])[0, -3:]
             assert torch.allclose(fast[u, layer], full, atol=1e-5)
+
+
+def _reference_block(blk, x, scaler, s):
+    """The scaled block as DP-CLIP computed it before it ran through the prompted encoder (literal code)."""
+    def attention(h, delta=None, scale=None):
+        attn = blk.attn
+        B, T, D = h.shape
+        qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
+        if delta is not None:
+            qkv = qkv + delta
+        if scale is not None:
+            qkv = qkv * scale
+        q, k, v = qkv.view(B, T, 3, attn.num_heads, D // attn.num_heads).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(q, k, v)
+        return attn.out_proj(o.transpose(1, 2).reshape(B, T, D))
+
+    if hasattr(scaler, "att_a"):  # side-way
+        r = scaler.r
+        s_att, s_mlp = 1 + s[:, None, :r], 1 + s[:, None, r:]
+        h = blk.ln_1(x)
+        x = x + blk.ls_1(attention(h, delta=scaler.att_b(scaler.att_a(h) * s_att)))
+        h = blk.ln_2(x)
+        return x + blk.ls_2(blk.mlp(h) + scaler.mlp_b(scaler.mlp_a(h) * s_mlp))
+    d = scaler.d
+    x = x + blk.ls_1(attention(blk.ln_1(x), scale=1 + s[:, None, :3 * d]))
+    z = blk.ln_2(x)
+    for name, mod in blk.mlp.named_children():
+        if name == "c_proj":
+            z = z * (1 + s[:, None, 3 * d:])
+        z = mod(z)
+    return x + blk.ls_2(z)
+
+
+@pytest.mark.parametrize("text_scaling", ["side", "direct"])
+def test_features_run_through_the_prompted_encoder_bit_identically(text_scaling, tokenizer):
+    """DP-CLIP's forward is the prompted encoder with per-layer prompts and block edits; it equals the
+    literal per-block loop (prompts replaced before every block, scaled blocks) bit for bit."""
+    m = _perturbed(make(tokenizer=tokenizer, text_scaling=text_scaling)).eval()
+    x = images(3)
+    torch.manual_seed(0)
+    P = 0.1 * torch.randn(3, 2, 3, m.width)
+    S = 0.3 * torch.randn(3, 2, m.scalers[0].mlp[-1].out_features)
+    with torch.no_grad():
+        if text_scaling == "direct":
+            for sc in m.scalers:
+                sc.mlp[-1].weight.normal_(0, 0.1)
+        g, local = m.features(x, P, S, local=True)
+        assert torch.equal(g, m.visual(x, **m.encoder_inputs(P, S)))
+        v = m.clip.visual
+        t = v.ln_pre(torch.cat([m.visual.embed(x), P[:, 0]], dim=1))
+        for layer, blk in enumerate(v.transformer.resblocks):
+            if layer:
+                t = torch.cat([t[:, :17], P[:, layer]], dim=1)
+            pen = t[:, :17]
+            t = _reference_block(blk, t, m.scalers[layer], S[:, layer])
+        ref = v._pool(t[:, :17])[0] @ v.proj
+        assert torch.equal(g, ref)
+        assert torch.equal(local, m._local(pen, (4, 4)))
+    with pytest.raises(ValueError, match="no scalers"):
+        make(tokenizer=tokenizer, text_scaling="none").encoder_inputs(P, S)
+
+
+def test_public_category_api(tokenizer):
+    """categories / category_index / prepared_params / category_features / route_items / routed_labels /
+    embed_items: what notebook 06 reads, without private names."""
+    m = _perturbed(make(tokenizer=tokenizer)).eval()
+    m.set_categories(CLASSES, {c: images(3, seed=i) for i, c in enumerate(CLASSES)})
+    assert m.categories == CLASSES and m.categories is not m.categories  # a copy
+    x = images(4, seed=9)
+    with torch.no_grad():
+        P, S = m.prepared_params()
+        assert P.shape == (4, 2, 3, 64) and S.shape == (4, 2, 2 * m.cfg.rank)
+        assert torch.equal(m.category_index(x), m.route(x))
+        idx = m.category_index(x, ["dog", "cat", "tree", "dog"])
+        assert idx.tolist() == [1, 0, 3, 1] and torch.equal(m.category_index(x, torch.tensor([1, 0, 3, 1])), idx)
+        g, local = m.category_features(x, ["dog", "cat", "tree", "dog"])
+        g2, local2 = m.features(x, P[idx], S[idx])
+        assert torch.equal(g, g2) and torch.equal(local, local2) and local.shape == (4, 4, 64)
+        assert m.category_features(x, local=False)[1] is None
+        assert torch.equal(m.encode_photo(x, ["dog", "cat", "tree", "dog"]), F.normalize(m.fuse(g, local), dim=-1))
+    items = _items(["cat", "dog", "tree", "cat", "dog"], "photo")
+    loader = _Loader()
+    routed = m.route_items(items, loader, chunk=2)
+    with torch.no_grad():
+        assert routed == m.route(loader.batch(items)).tolist()
+    assert m.routed_labels(items, loader) == [CLASSES[j] for j in routed]
+    assert len(m.route_items(items, loader, enough=0, chunk=2)) == 2  # stops after the first chunk
+    emb = m.embed_items(items, "photo", loader, chunk=2)
+    given = m.embed_items(items, "photo", loader, labels=True)
+    with torch.no_grad():
+        assert torch.equal(given[:2], m.encode_photo(loader.batch(items[:2]), ["cat", "dog"]))
+    assert emb.shape == given.shape == (5, 5 * 64) and torch.allclose(emb.norm(dim=-1), torch.ones(5), atol=1e-5)
+    with pytest.raises(ValueError, match="modality"):
+        m.embed_items(items, "doodle", loader)
+    with pytest.raises(RuntimeError, match="prepare_eval"):
+        make(tokenizer=tokenizer).route_items(items, loader)
 
 
 def test_text_scaling_makes_embeddings_category_specific(tokenizer):
@@ -318,8 +414,11 @@ def _perturbed(m):
     with torch.no_grad():
         m.generator.attn.out_proj.weight.normal_(0, 0.1)
         for sc in getattr(m, "scalers", []):
-            sc.att_b.weight.normal_(0, 0.1)
-            sc.mlp_b.weight.normal_(0, 0.1)
+            if hasattr(sc, "att_b"):  # side-way: the LoRA up-projections start at zero
+                sc.att_b.weight.normal_(0, 0.1)
+                sc.mlp_b.weight.normal_(0, 0.1)
+            else:  # direct: the scale head starts at zero
+                sc.mlp[-1].weight.normal_(0, 0.1)
     return m
 
 
@@ -333,16 +432,16 @@ def _tagged(b):
 
 
 def _spy_vision(m, monkeypatch):
-    """Record ``(images, prompts, scales, (global, local))`` of every ``_vision`` call."""
+    """Record ``(images, prompts, scales, (global, local))`` of every ``features`` call."""
     calls = []
-    real = m._vision
+    real = m.features
 
     def spy(images, prompts, scales, local):
         out = real(images, prompts, scales, local)
         calls.append((images, prompts, scales, out))
         return out
 
-    monkeypatch.setattr(m, "_vision", spy)
+    monkeypatch.setattr(m, "features", spy)
     return calls
 
 
@@ -414,11 +513,11 @@ def test_shared_prompts_give_every_image_one_set(tokenizer, monkeypatch):
     queries, gallery = _items(["dog", "cat"], "sketch"), _items(["cat", "tree", "dog"], "photo")
     loader = _Loader()
     m.prepare_eval(queries, gallery, loader)
-    assert m._vocab == ["cat", "dog", "tree"] and not m._support
+    assert m.categories == ["cat", "dog", "tree"] and not m._support
     torch.testing.assert_close(m._shared_support, loader.batch([queries[0], gallery[0], gallery[1]]))
     x = images(2)
     with torch.no_grad():
-        p, s = m._eval_params()
+        p, s = m.prepared_params()
         assert p.shape[0] == s.shape[0] == 1
         assert torch.equal(m.encode_photo(x), m.encode_photo(x, labels=["cat", "tree"]))  # labels: no effect
     with pytest.raises(ValueError, match="generic support"):
@@ -451,7 +550,7 @@ def test_prepare_eval_builds_support_sets_with_gap_filling(tokenizer, monkeypatc
     real = loader.batch
     loader.batch = lambda items: seen.setdefault(items[0].label, [i.path for i in items]) and real(items)
     m.prepare_eval(queries, gallery, loader)
-    assert m._vocab == ["cat", "dog", "tree"]
+    assert m.categories == ["cat", "dog", "tree"]
     assert seen["cat"] == ["sketch/cat_0.png", "photo/cat_0.png", "photo/cat_1.png"]  # 1 sketch + 2 photos
     assert seen["dog"] == ["sketch/dog_2.png"] * 3  # no photo: the one item repeated
     assert seen["tree"] == ["photo/tree_3.png"] * 3
@@ -484,7 +583,7 @@ def test_prepare_eval_zs_support_sets_are_routed_not_labelled(tokenizer, monkeyp
     guess = [1, 0, 1, 1, 1, 0, 0, 1, 1]
     monkeypatch.setattr(m, "route", lambda x, text=None: torch.tensor([guess[int(v)] for v in x[:, 0, 0, 0].round()]))
     m.prepare_eval(queries, gallery, loader)
-    assert m._vocab == ["cat", "dog", "tree"]
+    assert m.categories == ["cat", "dog", "tree"]
     q, g = queries, gallery
     torch.testing.assert_close(m._support["cat"], loader.batch([q[1], g[1], g[2]]))
     torch.testing.assert_close(m._support["dog"], loader.batch([q[0], g[0], g[3]]))
@@ -664,7 +763,7 @@ def test_ci_training_run_and_reload(setting, opts, world, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["train"]["classes_per_batch"] == (1 if setting == "fg" else 4)  # FG: one category per batch
     run = load_run(tmp_path, backbone=nano_backbone())
-    assert run.method._vocab == sorted({i.label for i in parts.test_queries})  # test categories prepared
+    assert run.method.categories == sorted({i.label for i in parts.test_queries})  # test categories prepared
     from sbirlab.experiment import evaluate_setting
     again = evaluate_setting(run.method, run.parts, setting, run.loader)
     assert again[key] == pytest.approx(metrics[key], abs=1e-6)

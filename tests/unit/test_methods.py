@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import sbirlab  # noqa: F401  (registers the tiny configs)
-from sbirlab.models.methods.clip_at import layernorm_parameters
+from sbirlab.models.methods.base import layernorm_parameters
 from sbirlab.models.registry import METHODS, build_method
 
 NAMES = ["frozen", "b-ft", "b-lin", "b-cond", "b-ip", "b-mm", "b-deep", "clip-at"]

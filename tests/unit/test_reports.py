@@ -214,12 +214,12 @@ def test_best_values_are_marked_among_our_rows_per_setting_and_column():
 
 
 def test_the_convention_is_stated_once_and_provenance_is_one_line():
-    zs_conv = "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (METHODS §1)"
+    zs_conv = "mAP@200 = AP over the top 200 normalised by relevant items in the top 200 (docs/methods.md §1.3)"
     gzs_conv = zs_conv + "; GZS: unseen test set + 20% seen-class sketches / photos"
     runs = collect_runs([nb_result("03_a", [
         run("clip-at", "zs", metric_convention=zs_conv, **{"mAP@all": 0.6, "mAP@200": 0.61}),
         run("clip-at", "gzs", metric_convention=gzs_conv, split="synthetic_gzs", **{"mAP@all": 0.5}),
-        run("clip-at", "fg", metric_convention="Acc@k within the query's category (METHODS §1)",
+        run("clip-at", "fg", metric_convention="Acc@k within the query's category (docs/methods.md §1.5)",
             **{"Acc@1": 0.05})])])
     rows = table_rows(runs)
     page = html_results_table(rows)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import sbirlab  # noqa: F401  (registers the tiny configs)
 from sbirlab.experiment import RunConfig, load_data, load_run, run_experiment
-from sbirlab.models.methods.clip_at import layernorm_parameters
+from sbirlab.models.methods.base import layernorm_parameters
 from sbirlab.models.methods.splip import jigsaw_permutations, shuffle_tiles, tile_features
 from sbirlab.models.registry import build_method
 from sbirlab.models.losses import patch_shuffle

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..losses import f_divergence_loss, patch_shuffle_triplet_loss
-from .base import MethodConfig, SBIRMethod, layernorm_parameters  # noqa: F401  (re-exported)
+from .base import MethodConfig, SBIRMethod
 
 
 @dataclass

@@ -105,15 +105,15 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..losses import pairwise_cosine_distance, triplet_loss
-from .base import MethodConfig, SBIRMethod
-from .clip_at import layernorm_parameters
+from ..prompts import BlockEdit, appended_outputs, check_editable
+from .base import MethodConfig, SBIRMethod, layernorm_parameters, select_negatives
 
 __all__ = ["DPCLIP", "DPCLIPConfig", "TEMPLATES", "window_boxes", "select_negatives", "curriculum_weight",
            "prompt_outputs", "support_rows", "ABLATIONS"]
@@ -158,23 +158,28 @@ class DPCLIPConfig(MethodConfig):
             FG training) or ``"none"`` (one shared set from a generic support set: no category at all).
     """
 
+    # optimisation and loss
     lr: float = 1e-3
     lr_ln: float = 1e-4
+    tune_ln: bool = True
     margin: float = 0.15
+    # negatives
     negatives: str = "curriculum"
     curriculum_stages: int = 6
     curriculum_step: float = 0.25
+    # visual prompting
+    visual_prompts: bool = True
+    category_prompts: str = "routed"
     n_prompts: int = 3
     prompt_dropout: float = 0.1
-    visual_prompts: bool = True
+    # text-guided scaling
     text_scaling: str = "side"
     rank: int = 16
+    # patch-level matching
     patch_matching: bool = True
     window: int = 0
     local_weight_train: float = 0.1
     local_weight_test: float = 0.2
-    tune_ln: bool = True
-    category_prompts: str = "routed"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,35 +219,6 @@ def curriculum_weight(progress: float, negatives: str, stages: int = 6, step: fl
     return float(min(1.0, step * math.floor(stages * p)))
 
 
-def select_negatives(dist: torch.Tensor, labels: torch.Tensor, instances: torch.Tensor | None, setting: str,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """In-batch negatives for triplets whose candidates are the batch's positive photos.
-
-    Args:
-        dist: ``[B, B]`` anchor-to-candidate distances (candidate ``j`` = the positive photo of anchor ``j``).
-        labels: ``[B]`` class of every anchor (and of its positive).
-        instances: ``[B]`` instance id of every positive photo (FG), or ``None`` (each position its own).
-        setting: ``"zs"``: a valid negative has another class; ``"fg"``: the same class, another instance.
-        generator: for the random choice (default: torch's global generator).
-
-    Returns:
-        ``(random_idx, hard_idx, has_valid)``: ``[B]`` indices of a uniformly drawn valid candidate and
-        of the closest valid candidate, and ``[B]`` bool; rows without a valid candidate point at 0.
-    """
-    B = dist.shape[0]
-    y = labels.to(dist.device)
-    if setting == "fg":
-        inst = instances.to(dist.device) if instances is not None else torch.arange(B, device=dist.device)
-        valid = (y[None, :] == y[:, None]) & (inst[None, :] != inst[:, None])
-    else:
-        valid = y[None, :] != y[:, None]
-    has = valid.any(dim=1)
-    hard = dist.detach().masked_fill(~valid, float("inf")).argmin(dim=1)
-    u = torch.rand(B, B, generator=generator, device=generator.device if generator is not None else "cpu")
-    rand = u.to(dist.device).masked_fill(~valid, -1.0).argmax(dim=1)
-    return torch.where(has, rand, 0), torch.where(has, hard, 0), has
-
-
 def support_rows(sketch_cats: Sequence[int], photo_cats: Sequence[int], category: int) -> list[tuple[str, int]]:
     """The support set of ``category``: ``("sketch", i)`` / ``("photo", j)`` positions, 3 of them.
 
@@ -264,48 +240,19 @@ def _mean_text(text: torch.Tensor) -> torch.Tensor:
 
 
 def _check_block(block: nn.Module) -> None:
-    from open_clip.transformer import ResidualAttentionBlock
-
-    if not isinstance(block, ResidualAttentionBlock) or not isinstance(block.attn, nn.MultiheadAttention) \
-            or hasattr(block, "ln_1_kv"):
+    try:
+        check_editable(block)
+    except NotImplementedError:
         raise NotImplementedError(
-            f"DP-CLIP's text-guided scaling re-runs open_clip's ResidualAttentionBlock (nn.MultiheadAttention); "
-            f"got {type(block).__name__}: use text_scaling='none' with this backbone")
-
-
-def _attention(block: nn.Module, h: torch.Tensor, qkv_delta=None, qkv_scale=None) -> torch.Tensor:
-    """``block.attn(h, h, h)`` recomputed from its own weights, with an additive / multiplicative QKV change."""
-    attn = block.attn
-    B, T, D = h.shape
-    heads = attn.num_heads
-    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # [B, T, 3D]
-    if qkv_delta is not None:
-        qkv = qkv + qkv_delta
-    if qkv_scale is not None:
-        qkv = qkv * qkv_scale
-    q, k, v = qkv.view(B, T, 3, heads, D // heads).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, hd]
-    o = F.scaled_dot_product_attention(q, k, v)  # [B, H, T, hd]
-    return attn.out_proj(o.transpose(1, 2).reshape(B, T, D))
-
-
-def _mlp(block: nn.Module, h: torch.Tensor, hidden_scale=None) -> torch.Tensor:
-    """``block.mlp(h)`` with the hidden activations (input of ``c_proj``) optionally scaled."""
-    z = h
-    for name, mod in block.mlp.named_children():
-        if name == "c_proj" and hidden_scale is not None:
-            z = z * hidden_scale
-        z = mod(z)
-    return z
+            f"DP-CLIP's text-guided scaling edits open_clip's ResidualAttentionBlock (nn.MultiheadAttention); "
+            f"got {type(block).__name__}: use text_scaling='none' with this backbone") from None
 
 
 def prompt_outputs(block: nn.Module, context: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """``block(cat([context, p_l]))[..., -K:, :]`` for every ``p_l``, computing only what those outputs need.
+    """The generator's layer prompts: ``block(cat([context, p_l]))[..., -K:, :]`` for every layer ``l``.
 
-    Equal to running the (non-causal) block on ``[context ; prompts of one layer]`` for each layer and
-    keeping the prompt positions, but the context's keys and values are projected once for all layers
-    and only the ``K`` prompt positions are queried and sent through the MLP: DP-CLIP's generator reads
-    ``3 (N + 1)`` support tokens for ``L`` layers of ``K = 3`` prompts, so this is ~``(3N + 3) / K``
-    times less work than the literal form.
+    :func:`sbirlab.models.prompts.appended_outputs` (the context's keys and values projected once, only
+    the ``K`` prompt positions queried), with DP-CLIP's backbone check.
 
     Args:
         block: an open_clip ``ResidualAttentionBlock`` (``nn.MultiheadAttention``).
@@ -316,24 +263,7 @@ def prompt_outputs(block: nn.Module, context: torch.Tensor, prompts: torch.Tenso
         ``[U, L, K, D]``.
     """
     _check_block(block)
-    attn = block.attn
-    U, L, K, D = prompts.shape
-    H = attn.num_heads
-    w_q, w_kv = attn.in_proj_weight[:D], attn.in_proj_weight[D:]
-    b_q, b_kv = (attn.in_proj_bias[:D], attn.in_proj_bias[D:]) if attn.in_proj_bias is not None else (None, None)
-    k_c, v_c = F.linear(block.ln_1(context), w_kv, b_kv).chunk(2, dim=-1)  # [U, T, D] each, once for all layers
-    h = block.ln_1(prompts)  # [U, L, K, D]
-    q = F.linear(h, w_q, b_q)
-    k_p, v_p = F.linear(h, w_kv, b_kv).chunk(2, dim=-1)
-    k = torch.cat([k_c.unsqueeze(1).expand(U, L, -1, D), k_p], dim=2)  # [U, L, T+K, D]
-    v = torch.cat([v_c.unsqueeze(1).expand(U, L, -1, D), v_p], dim=2)
-
-    def heads(t):  # [U, L, S, D] -> [U*L, H, S, D/H]
-        return t.reshape(U * L, t.shape[2], H, D // H).transpose(1, 2)
-
-    o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v))  # [U*L, H, K, D/H]
-    x = prompts + block.ls_1(attn.out_proj(o.transpose(1, 2).reshape(U, L, K, D)))
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
+    return appended_outputs(block, context, prompts)
 
 
 class _SideScaler(nn.Module):
@@ -350,12 +280,12 @@ class _SideScaler(nn.Module):
         nn.init.zeros_(self.att_b.weight)
         nn.init.zeros_(self.mlp_b.weight)
 
-    def forward(self, block: nn.Module, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def edit(self, s: torch.Tensor) -> BlockEdit:
+        """The block edit for scales ``s`` ``[B, 2r]``: ``B_att((1 + s_att) A_att h)`` added to QKV,
+        ``B_mlp((1 + s_mlp) A_mlp h)`` added to the MLP output."""
         s_att, s_mlp = (1 + s[:, None, :self.r]), (1 + s[:, None, self.r:])  # [B, 1, r] each
-        h = block.ln_1(x)
-        x = x + block.ls_1(_attention(block, h, qkv_delta=self.att_b(self.att_a(h) * s_att)))
-        h = block.ln_2(x)
-        return x + block.ls_2(block.mlp(h) + self.mlp_b(self.mlp_a(h) * s_mlp))
+        return BlockEdit(qkv_delta=lambda h: self.att_b(self.att_a(h) * s_att),
+                         mlp_delta=lambda h: self.mlp_b(self.mlp_a(h) * s_mlp))
 
 
 class _DirectScaler(nn.Module):
@@ -368,10 +298,9 @@ class _DirectScaler(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, block: nn.Module, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        s_qkv, s_hid = (1 + s[:, None, :3 * self.d]), (1 + s[:, None, 3 * self.d:])
-        x = x + block.ls_1(_attention(block, block.ln_1(x), qkv_scale=s_qkv))
-        return x + block.ls_2(_mlp(block, block.ln_2(x), hidden_scale=s_hid))
+    def edit(self, s: torch.Tensor) -> BlockEdit:
+        """The block edit for scales ``s`` ``[B, 3D + H]``: Q/K/V and MLP hidden channels times ``(1 + s)``."""
+        return BlockEdit(qkv_scale=1 + s[:, None, :3 * self.d], mlp_hidden_scale=1 + s[:, None, 3 * self.d:])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,7 +312,7 @@ class DPCLIP(SBIRMethod):
     name = "dp-clip"
     Config = DPCLIPConfig
     uses_text = False
-    settings: ClassVar[tuple[str, ...]] = ("zs", "fg")
+    new_params_group = "new"
 
     # ------------------------------------------------------------------------------ construction
     def build(self):
@@ -432,8 +361,7 @@ class DPCLIP(SBIRMethod):
         # the original LayerNorms (routing uses the pristine CLIP even after LayerNorm tuning)
         self._ln_orig = {n: p.detach().clone() for n, p in layernorm_parameters(v)}
         if cfg.tune_ln:
-            for _, p in layernorm_parameters(v):
-                p.requires_grad_(True)
+            self.tune_layernorms()
         # t_c of the training classes [C, E]: the text scaling's input and the training-time router's classes
         use_text = self.needs_category and self.text is not None and bool(self.classnames)
         self.register_buffer("train_text", self.category_text(self.classnames) if use_text else torch.zeros(0),
@@ -498,30 +426,66 @@ class DPCLIP(SBIRMethod):
             scales = torch.stack([sc.mlp(text) for sc in self.scalers], dim=1)  # [U, L, S]
         return prompts, scales
 
-    def _vision(self, images: torch.Tensor, prompts, scales, local: bool):
-        """Global ``[B, E]`` and local ``[B, 4, E]`` (or ``None``) embeddings, unnormalised."""
-        v = self.clip.visual
-        blocks = v.transformer.resblocks
-        x = self.visual.embed(images)  # [B, 1+N, D]
-        B, n_img = x.shape[:2]
-        if prompts is not None:
-            x = torch.cat([x, prompts[:, 0].to(x.dtype)], dim=1)  # layer-0 prompts go through ln_pre
-        x = v.ln_pre(x)
-        pen = None
-        for layer, blk in enumerate(blocks):
-            if prompts is not None and layer > 0:
-                x = torch.cat([x[:, :n_img], prompts[:, layer].to(x.dtype)], dim=1)  # [B, 1+N+K, D]
-            if layer == len(blocks) - 1:
-                pen = x[:, :n_img]  # tokens entering the last block (CLS + patches)
-            x = blk(x) if scales is None else self.scalers[layer](blk, x, scales[:, layer].to(x.dtype))
-        pooled, _ = v._pool(x[:, :n_img])
-        g = pooled @ v.proj if v.proj is not None else pooled
+    def encoder_inputs(self, prompts: torch.Tensor | None = None, scales: torch.Tensor | None = None) -> dict:
+        """The :class:`~sbirlab.models.prompts.PromptedVisionEncoder` arguments of per-image prompts and scales.
+
+        Layer-0 prompts go through ``ln_pre`` with the image tokens (``prompts``), layer ``l > 0`` ones
+        replace the prompt positions before block ``l`` (``deep_prompts``), and the scales become each
+        block's :class:`~sbirlab.models.prompts.BlockEdit` (``block_edits``). ``self.visual(images,
+        **method.encoder_inputs(P, S))`` is the global embedding of :meth:`features`.
+
+        Args:
+            prompts: ``[B, L, K, D]`` (one set per image, e.g. ``P[category_index]``) or ``None``.
+            scales: ``[B, L, S]`` or ``None`` (needs ``text_scaling != "none"``).
+
+        Returns:
+            ``{"prompts", "deep_prompts", "block_edits"}`` (``None`` where not given).
+        """
+        if scales is not None and self.cfg.text_scaling == "none":
+            raise ValueError("dp-clip: scales given, but text_scaling='none' has no scalers")
+        def deep(layer, image_tokens):  # layer 0 went through ln_pre with the image tokens
+            return prompts[:, layer] if layer > 0 else None
+
+        def edits(layer, x):
+            return self.scalers[layer].edit(scales[:, layer].to(x.dtype))
+
+        return {"prompts": prompts[:, 0] if prompts is not None else None,
+                "deep_prompts": deep if prompts is not None else None,
+                "block_edits": edits if scales is not None else None}
+
+    def features(self, images: torch.Tensor, prompts: torch.Tensor | None = None,
+                 scales: torch.Tensor | None = None, local: bool | None = None):
+        """Global ``[B, E]`` and local ``[B, 4, E]`` (or ``None``) embeddings, unnormalised.
+
+        Every image forward of DP-CLIP (training and :meth:`encode`) runs here, through the prompted
+        encoder (:meth:`encoder_inputs`).
+
+        Args:
+            images: ``[B, 3, H, W]``.
+            prompts: per-image prompts ``[B, L, K, D]`` or ``None`` (no visual prompts).
+            scales: per-image scales ``[B, L, S]`` or ``None`` (no text-guided scaling).
+            local: compute the patch-matching embeddings (default ``cfg.patch_matching``).
+        """
+        local = self.cfg.patch_matching if local is None else local
+        inputs = self.encoder_inputs(prompts, scales)
         if not local:
-            return g, None
-        grid = (images.shape[-2] // v.patch_size[0], images.shape[-1] // v.patch_size[1])
+            return self.visual(images, **inputs), None
+        # the CLS + patch tokens entering the last block, sliced right before it runs (the block-edit
+        # callable sees that sequence): the same autograd graph, hence bit-identical gradients, as the
+        # original DP-CLIP forward
+        edits, last, k = inputs["block_edits"], self.visual.num_layers - 1, 0 if prompts is None else prompts.shape[2]
+        pen = []
+
+        def block_edits(layer, x):
+            if layer == last:
+                pen.append(x[:, :x.shape[1] - k])
+            return edits(layer, x) if edits is not None else None
+
+        out = self.visual.forward_features(images, **{**inputs, "block_edits": block_edits})
+        grid, n_img = out.grid_size, out.num_image_tokens
         if n_img != 1 + grid[0] * grid[1]:
             raise ValueError("patch_dropout removed patches: the tokens no longer form a grid")
-        return g, self._local(pen, grid)
+        return out.embeds, self._local(pen[0], grid)
 
     def _local(self, pen: torch.Tensor, grid) -> torch.Tensor:
         """Patch-level matching: four corner windows through the last-block copy -> ``[B, 4, E]``."""
@@ -575,10 +539,28 @@ class DPCLIP(SBIRMethod):
         self._shared_support = shared
         self._cache = None
 
+    @property
+    def categories(self) -> list[str]:
+        """The prepared evaluation categories (:meth:`prepare_eval` / :meth:`set_categories`), in the
+        order of :meth:`route`'s indices and of the rows of :meth:`prepared_params`."""
+        return list(self._vocab)
+
     @torch.no_grad()
-    def _route_items(self, items, loader, text: torch.Tensor, enough: int = 3, chunk: int = 256) -> list[int]:
-        """Routed category of the leading ``items``, in order, read in chunks until every category has
-        ``enough`` of them (the rest is not needed for a support set) or the items run out."""
+    def route_items(self, items, loader, text: torch.Tensor | None = None, enough: int | None = None,
+                    chunk: int = 256) -> list[int]:
+        """Routed category index (:meth:`route`) of every item, in order, loaded in chunks.
+
+        Args:
+            items: dataset items; ``loader.batch(items)`` gives their images.
+            loader: an :class:`~sbirlab.train.data.ImageLoader` (anything with ``batch(items)``).
+            text: the categories' ``t_c`` (default the prepared categories', :attr:`categories`).
+            enough: stop after the chunk where every category has at least ``enough`` items (the rest
+                is not needed for a support set); ``None`` routes all items.
+            chunk: images per forward.
+        """
+        text = self._vocab_text if text is None else text
+        if text is None:
+            raise RuntimeError("dp-clip: no categories to route to; call prepare_eval / set_categories")
         dev = next(self.parameters()).device
         out: list[int] = []
         counts = torch.zeros(len(text), dtype=torch.long)
@@ -586,9 +568,18 @@ class DPCLIP(SBIRMethod):
             r = self.route(loader.batch(items[i:i + chunk]).to(dev), text).cpu()
             out += r.tolist()
             counts += torch.bincount(r, minlength=len(text))
-            if bool((counts >= enough).all()):
+            if enough is not None and bool((counts >= enough).all()):
                 break
         return out
+
+    def routed_labels(self, items, loader, chunk: int = 256) -> list[str]:
+        """The prepared category each item is routed to, by name (compare with ``item.label``)."""
+        return [self._vocab[j] for j in self.route_items(items, loader, chunk=chunk)]
+
+    def _route_items(self, items, loader, text: torch.Tensor, enough: int = 3, chunk: int = 256) -> list[int]:
+        """Routed category of the leading ``items``, in order, read in chunks until every category has
+        ``enough`` of them (the rest is not needed for a support set) or the items run out."""
+        return self.route_items(items, loader, text, enough, chunk)
 
     def prepare_eval(self, queries, gallery, loader) -> None:
         """Build the evaluation vocabulary from the evaluated items (see the module docstring).
@@ -645,9 +636,11 @@ class DPCLIP(SBIRMethod):
     def _param_version(self) -> int:
         return sum(p._version for p in self.parameters() if p.requires_grad)
 
-    def _eval_params(self):
-        """Cached prompts / scales of the evaluation vocabulary (rebuilt whenever a parameter changed):
-        ``[C, ...]`` one row per category, or ``[1, ...]`` the shared set (``category_prompts="none"``)."""
+    def prepared_params(self):
+        """Prompts ``[C, L, K, D]`` and scales ``[C, L, S]`` of the prepared categories (each ``None`` when
+        its module is off), one row per category of :attr:`categories`, or ``[1, ...]`` the shared set
+        with ``category_prompts="none"``. Cached; rebuilt whenever a parameter changed. Rows are picked
+        per image by :meth:`category_index`."""
         if not self._vocab:
             raise RuntimeError("dp-clip: no categories to encode test images with; call "
                                "method.prepare_eval(queries, gallery, loader) or method.set_categories(...)")
@@ -684,7 +677,18 @@ class DPCLIP(SBIRMethod):
         feats = functional_call(self.clip.visual, orig, (images,), strict=False)
         return (F.normalize(feats.float(), dim=-1) @ text.float().to(images.device).T).argmax(dim=1)
 
-    def _resolve(self, images: torch.Tensor, labels) -> torch.Tensor:
+    def category_index(self, images: torch.Tensor, labels=None) -> torch.Tensor:
+        """``[B]`` row of :meth:`prepared_params` each image is embedded with.
+
+        Args:
+            images: ``[B, 3, H, W]``.
+            labels: ``None`` (routed by :meth:`route`), category names or indices into :attr:`categories`
+                (the given categories of the paper's FG protocol). Ignored with ``category_prompts="none"``
+                (every image row 0).
+
+        Raises:
+            KeyError: a label is not a prepared category.
+        """
         if self.shared_prompts:  # one prompt set: no category to resolve
             return torch.zeros(len(images), dtype=torch.long, device=images.device)
         if labels is None:
@@ -698,15 +702,38 @@ class DPCLIP(SBIRMethod):
         return torch.tensor([pos[c] for c in labels], device=images.device)
 
     # ------------------------------------------------------------------------------ SBIRMethod API
-    def encode(self, images, modality, labels=None):
+    def category_features(self, images: torch.Tensor, labels=None, local: bool | None = None):
+        """:meth:`features` of test images with their categories' prompts and scales (:meth:`category_index`):
+        global ``[B, E]`` and local ``[B, 4, E]`` (or ``None``), unnormalised."""
         prompts = scales = None
         if self.needs_category:
-            idx = self._resolve(images, labels)
-            p, s = self._eval_params()
+            idx = self.category_index(images, labels)
+            p, s = self.prepared_params()
             prompts = p[idx] if p is not None else None
             scales = s[idx] if s is not None else None
-        g, local = self._vision(images, prompts, scales, self.cfg.patch_matching)
+        return self.features(images, prompts, scales, self.cfg.patch_matching if local is None else local)
+
+    def encode(self, images, modality, labels=None):
+        g, local = self.category_features(images, labels)
         return self.fuse(g, local)
+
+    @torch.no_grad()
+    def embed_items(self, items, modality: str, loader, labels: bool = False, chunk: int = 256) -> torch.Tensor:
+        """Normalised embeddings ``[N, 5E]`` (or ``[N, E]``) of dataset items, on the CPU, in chunks.
+
+        Args:
+            items: dataset items (sketches for ``modality="sketch"``, photos for ``"photo"``).
+            loader: anything with ``batch(items)``.
+            labels: ``False``: routed categories (sbirlab's protocol); ``True``: each item's own label
+                (the paper's FG protocol, the category given).
+        """
+        if modality not in ("sketch", "photo"):
+            raise ValueError(f"modality must be 'sketch' or 'photo', got {modality!r}")
+        dev = next(self.parameters()).device
+        enc = self.encode_sketch if modality == "sketch" else self.encode_photo
+        out = [enc(loader.batch(items[i:i + chunk]).to(dev), [x.label for x in items[i:i + chunk]] if labels else None).cpu()
+               for i in range(0, len(items), chunk)]
+        return torch.cat(out) if out else torch.zeros(0, 0)
 
     def encode_sketch(self, images, labels=None):
         """Normalised sketch embeddings; ``labels`` (category names or vocabulary indices) skip the routing."""
@@ -736,18 +763,6 @@ class DPCLIP(SBIRMethod):
                 raise KeyError(f"{self.name}: unknown LayerNorm {k!r} in the state")
             self._ln_orig[k] = v.detach().clone()
         self._cache = None
-
-    def _layernorm_ids(self) -> set[int]:
-        return {id(p) for _, p in layernorm_parameters(self.clip.visual)}
-
-    def param_groups(self):
-        ln = self._layernorm_ids()
-        new = [p for _, p in self.trainable_named_parameters() if id(p) not in ln]
-        groups = [{"params": new, "lr": self.cfg.lr, "name": "new"}]
-        if self.cfg.tune_ln:
-            groups.append({"params": [p for _, p in layernorm_parameters(self.clip.visual)],
-                           "lr": self.cfg.lr_ln, "name": "layernorm"})
-        return groups
 
     def _batch_support(self, batch: dict, cats: torch.Tensor) -> torch.Tensor:
         """``[U, 3, 3, H, W]``: per category of the batch its first sketch and first two positive photos."""
@@ -821,8 +836,8 @@ class DPCLIP(SBIRMethod):
         if self.needs_category:
             (sk_prompts, sk_scales), (prompts, scales) = self._train_category_params(batch)
         local = self.cfg.patch_matching
-        s = self._vision(batch["sketch"], sk_prompts, sk_scales, local)
-        p = self._vision(batch["photo"], prompts, scales, local)
+        s = self.features(batch["sketch"], sk_prompts, sk_scales, local)
+        p = self.features(batch["photo"], prompts, scales, local)
         # in-batch candidates: the positives, at the training distance (global + 0.1 sum local)
         with torch.no_grad():
             dist = pairwise_cosine_distance(s[0].float(), p[0].float())
@@ -841,7 +856,7 @@ class DPCLIP(SBIRMethod):
             miss = (~has).nonzero().flatten()
             pm = prompts[miss] if prompts is not None else None
             sm = scales[miss] if scales is not None else None
-            extra = self._vision(batch["photo_neg"][miss], pm, sm, local)
+            extra = self.features(batch["photo_neg"][miss], pm, sm, local)
             base = len(y)
             p = (torch.cat([p[0], extra[0]]), torch.cat([p[1], extra[1]]) if local else None)
             rand, hard = rand.clone(), hard.clone()

@@ -66,7 +66,6 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -218,7 +217,6 @@ class SpLIP(SBIRMethod):
     Config = SpLIPConfig
     uses_text = True
     new_params_group = "new"
-    settings: ClassVar[tuple[str, ...]] = ("zs", "fg")
 
     def build(self):
         cfg = self.cfg
