@@ -432,6 +432,79 @@ def _html_ablations(measured: list[dict]) -> str:
             f"<th>metrics</th><th colspan='2'>values</th></tr></thead><tbody>{''.join(lines)}</tbody></table></div>")
 
 
+#: the columns of the 3-seed table: (label, run suffix, metric, percent)
+SEED_COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
+    ("ZS mAP@all", "zs", "mAP@all", False), ("ZS mAP@200", "zs", "mAP@200", False),
+    ("ZS P@100", "zs", "P@100", False), ("ZS P@200", "zs", "P@200", False),
+    ("GZS mAP@all", "gzs", "mAP@all", False), ("FG Acc@1 (%)", "fg", "Acc@1", True),
+    ("FG Acc@5 (%)", "fg", "Acc@5", True), ("real doodles mAP@all", "zs", "doodles/mAP@all", False),
+    ("real doodles class acc. (%)", "zs", "doodles/class_accuracy", True),
+)
+
+
+def html_seed_table(summary: dict, source: str = "data/runs/table_seeds.json") -> str:
+    """The shipped runs over several seeds: mean ± std per method and metric (``sbirlab table --seeds``).
+
+    Args:
+        summary: the content of ``table_seeds.json``: ``{"preset", "seeds", "runs": {"<method>-<setting>":
+            {metric: {"mean", "std", "n"}}}}``.
+        source: where it was read, named in the caption.
+
+    Returns:
+        a section (heading, table in a ``.table-wrap``, note); the best mean of each column is bold.
+        Empty when ``summary`` holds no main-table run.
+    """
+    runs = summary.get("runs", {})
+    methods = _order([k.rsplit("-", 1)[0] for k in runs if k.endswith("-zs") and "=" not in k])
+    if not methods:
+        return ""
+
+    def entry(m, setting, metric):
+        e = runs.get(f"{m}-{setting}", {}).get(metric)
+        return e if isinstance(e, dict) and "mean" in e else None
+
+    best = {}
+    for col in SEED_COLUMNS:
+        means = {m: entry(m, *col[1:3])["mean"] for m in methods if entry(m, *col[1:3])}
+        if len(means) >= 2:
+            best[col] = max(means.values())
+    rows = []
+    for m in methods:
+        cells = []
+        for col in SEED_COLUMNS:
+            e = entry(m, *col[1:3])
+            if e is None:
+                cells.append("<td></td>")
+                continue
+            k, digits = (100.0, 1) if col[3] else (1.0, 3)
+            text = f"{k * e['mean']:.{digits}f} ± {k * e['std']:.{digits}f}"
+            top = best.get(col) is not None and e["mean"] == best[col]
+            cells.append(f'<td{" class=best" if top else ""} title="n={e.get("n")}">'
+                         f'{"<strong>" + text + "</strong>" if top else text}</td>')
+        rows.append(f'<tr><th scope="row">{html.escape(_display(m))}</th>{"".join(cells)}</tr>')
+    head = "".join(f"<th>{_breakable(c[0])}</th>" for c in SEED_COLUMNS)
+    seeds = ", ".join(str(x) for x in summary.get("seeds", []))
+    return (f'<h3 id="seeds">Shipped runs over seeds {html.escape(seeds)} (mean ± std)</h3>'
+            f'<p class="note">The runs of <code>data/runs</code> ({html.escape(str(summary.get("preset")))} preset), '
+            f'each trained with every seed (<code>{html.escape(source)}</code>, written by <code>sbirlab table '
+            f'--seeds</code>). <b>Bold</b>: the best mean; a gap within 2 std is a tie (data/runs/README.md).</p>'
+            f'<div class="table-wrap"><table class="res"><thead><tr><th class="method">method</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def shipped_seed_table(preset: str) -> str:
+    """:func:`html_seed_table` of ``data/runs/table_seeds.json`` for the presets whose notebooks use the shipped
+    runs (``default``, ``cpu``); empty otherwise or when the file is absent."""
+    if preset not in ("default", "cpu"):
+        return ""
+    from .experiment import shipped_runs_dir
+
+    path = shipped_runs_dir() / "table_seeds.json"
+    if not path.is_file():
+        return ""
+    return html_seed_table(json.loads(path.read_text()))
+
+
 def provenance_line(meta: dict, rows: list[dict]) -> str:
     """Versions and provenance of the report in one line of HTML: ``sbirlab 0.1.0 · torch 2.14.1 · open_clip
     3.3.0 · Python 3.11.7 · preset default · dataset synthetic · ... · generated <date> in 41 s``.
@@ -544,6 +617,7 @@ def write_index(results: list[NotebookResult], out_dir: Path, meta: dict) -> Pat
 <a href="results.csv">results.csv</a><a href="results.json">results.json</a>{log_link.replace(' · ', '')}</nav>
 <h2 id="results">Results</h2>
 {html_results_table(rows)}
+{shipped_seed_table(str(meta.get("preset", "")))}
 {figs}
 <h2 id="notebooks">Notebooks</h2>
 <div class="table-wrap"><table class="nbs"><thead><tr><th>notebook</th><th>time</th><th>status</th><th>recorded numbers</th></tr></thead>

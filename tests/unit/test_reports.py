@@ -251,3 +251,28 @@ def test_figures_get_a_caption_naming_the_notebook_and_the_section(tmp_path):
     assert caps == ["03_a · 03 · The CLIP baselines (other)",  # no section names it: the notebook's title
                     "03_a · 3. The table, laid out like Table 1 (table1 bars)", "04_b · x"]
     assert 'name="viewport"' in page and "max-width" in page and "{&quot;" not in page
+
+
+def test_seed_table_shows_mean_and_std_and_marks_the_best_mean():
+    from sbirlab.reports import html_seed_table
+
+    def e(mean, std):
+        return {"mean": mean, "std": std, "n": 3, "values": [mean] * 3}
+
+    summary = {"preset": "cpu", "seeds": [0, 1, 2], "runs": {
+        "frozen-zs": {"mAP@all": e(0.362, 0.0), "doodles/class_accuracy": e(0.432, 0.0)},
+        "clip-at-zs": {"mAP@all": e(0.4544, 0.0026), "doodles/class_accuracy": e(0.249, 0.007)},
+        "clip-at-zs_tune_ln=False": {"mAP@all": e(0.9, 0.0)},  # an ablation: not a row
+        "clip-at-fg": {"Acc@1": e(0.0152, 0.0014)}}}
+    out = html_seed_table(summary)
+    assert "seeds 0, 1, 2" in out and "0.454 ± 0.003" in out and "1.5 ± 0.1" in out  # FG in percent
+    assert "<strong>0.454 ± 0.003</strong>" in out and "<strong>43.2 ± 0.0</strong>" in out
+    assert "0.900" not in out and out.count("<tr><th scope=\"row\">") == 2
+    assert html_seed_table({"runs": {}}) == ""
+
+
+def test_shipped_seed_table_only_for_the_presets_that_use_the_shipped_runs():
+    from sbirlab.reports import shipped_seed_table
+
+    assert shipped_seed_table("ci") == ""
+    assert "mean ± std" in shipped_seed_table("default")  # data/runs/table_seeds.json is shipped

@@ -1,7 +1,7 @@
 """DP-CLIP: dual-modal (visual + textual) category-adaptive prompting for (fine-grained) ZS-SBIR.
 
 Gao, Jiao, Wang, Zhang, Zhang, Zhang. *Dual-Modal Prompting for Sketch-Based Image Retrieval.*
-arXiv 2404.18695 (official code built from Sketch_LVM). Implemented as METHODS.md §5 specifies, on a
+arXiv 2404.18695 (official code built from Sketch_LVM). Implemented as docs/methods.md §5 specifies, on a
 frozen open_clip ViT whose LayerNorms train:
 
 **Visual prompting (category-specific deep prompts).** A support set of one sketch and two photos of
