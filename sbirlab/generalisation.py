@@ -32,7 +32,8 @@ from .io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["restrict_training", "SweepPoint", "sweep_configs", "run_sweep", "sweep_table", "plot_generalisation"]
+__all__ = ["restrict_training", "SweepPoint", "sweep_configs", "SweepPlan", "sweep_plan", "run_sweep", "sweep_table",
+           "plot_generalisation"]
 
 DEFAULT_METHODS = ("clip-at", "b-deep", "b-lin")
 
@@ -99,6 +100,71 @@ def sweep_configs(methods: Sequence[str] = DEFAULT_METHODS, fractions: Sequence[
         out.append((p, RunConfig(method=p.method, data=p.data(), **common)))
     return out
 
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """What a notebook's sweep parameters mean in a preset (:func:`sweep_plan`)."""
+
+    preset: str                         # the experiment preset: world and schedule ("ci" or "cpu")
+    methods: list                       # the methods swept, in order
+    fractions: list                     # axis (a), increasing
+    class_counts: list                  # axis (b), as given; None = every training class
+    train: dict                         # schedule overrides for RunConfig.train ({}: the preset's)
+    sweep_dir: Path                     # where the sweep's points are (or are read from)
+    shipped_dir: Path                   # where a sweep shipped with sbirlab would be
+    reuse_from: Optional[Path] = None   # finished runs reused for identical points (the shipped runs)
+
+    @property
+    def record(self) -> bool:
+        """Write ``sweep.json``: False when the sweep is the shipped one, read back and never written to."""
+        return self.sweep_dir != self.shipped_dir
+
+
+def sweep_plan(preset: str, methods: str = "clip-at,b-deep,b-lin", fractions: str = "0.1,0.3,1.0",
+               seen_classes: str = "5,15,all", steps: int = 0, seed: int = 0, runs: Path | str = "runs",
+               shipped_root: Path | str | None = None) -> SweepPlan:
+    """The sweep of notebook 12's parameters in a notebook preset.
+
+    The experiment preset is ``ci`` in the ``ci`` preset and ``cpu`` otherwise. ``ci`` keeps only the
+    smallest and the full point of each axis and trains 2 steps a point; ``steps`` (not 0) sets the
+    steps of every point. In the ``default`` preset with the preset schedule (``steps=0``), a sweep
+    shipped in ``<shipped_root>/generalisation/cpu/seed<seed>/`` (with its ``sweep.json``) is read back
+    instead of trained, and finished shipped runs identical to a point (the full-data Table 1 runs) are
+    reused.
+
+    Args:
+        preset: the notebook preset (``"ci"``, ``"default"``, ``"cpu"``, ``"paper"``).
+        methods: comma-separated method names (``"clip-at,b-deep,b-lin"``).
+        fractions: comma-separated fractions of each seen class's data (``"0.1,0.3,1.0"``).
+        seen_classes: comma-separated numbers of seen classes, ``all`` for every training class.
+        steps: training steps per point; 0 = the preset's schedule.
+        seed: the sweep's seed (its folder ``seed<seed>``).
+        runs: the root of trained runs (``nb.runs``); the sweep goes to ``<runs>/generalisation/<preset>/seed<seed>``.
+        shipped_root: the shipped runs (default :func:`sbirlab.experiment.shipped_runs_dir`).
+
+    Returns:
+        the :class:`SweepPlan`.
+    """
+    from .experiment import shipped_runs_dir
+
+    shipped_root = Path(shipped_root) if shipped_root is not None else shipped_runs_dir()
+    exp_preset = "ci" if preset == "ci" else "cpu"
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    fraction_list = sorted({float(f) for f in fractions.split(",")})
+    class_counts = [None if c.strip() == "all" else int(c) for c in seen_classes.split(",")]
+    if preset == "ci":  # the smallest and the full point of each axis
+        fraction_list = [fraction_list[0], 1.0]
+        class_counts = [min(c for c in class_counts if c is not None), None]
+    train = {"max_steps": 2} if preset == "ci" else ({"max_steps": steps} if steps else {})
+    sweep = Path(runs) / "generalisation" / exp_preset / f"seed{seed}"
+    shipped = shipped_root / "generalisation" / exp_preset / f"seed{seed}"
+    preset_schedule = preset == "default" and not steps
+    if preset_schedule and (shipped / "sweep.json").exists():
+        sweep = shipped  # read back (every point finished), never written to
+    return SweepPlan(preset=exp_preset, methods=method_list, fractions=fraction_list, class_counts=class_counts,
+                     train=train, sweep_dir=sweep, shipped_dir=shipped,
+                     reuse_from=shipped_root if preset_schedule else None)
 
 
 def _config_diff(run_dir: Path, cfg) -> list:

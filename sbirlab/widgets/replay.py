@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..data.strokes import rasterize_strokes
 from .engine import recorded_sketches
 
 #: Fractions of a sketch's strokes at which trajectories are compared.
@@ -144,4 +145,42 @@ def plot_rank_evolution(trajectories: Sequence[Sequence[Mapping]], n_gallery: in
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def partial_steps(n_strokes: int) -> list[int]:
+    """The stroke counts at which a sketch of ``n_strokes`` strokes is shown while drawn: the first
+    stroke, a quarter, half, three quarters and all of them (duplicates removed, increasing)."""
+    n = n_strokes
+    return sorted({1, max(1, n // 4), max(1, n // 2), max(1, 3 * n // 4), n})
+
+
+def plot_partial_sketches(strokes: Sequence, widths: Sequence | None, trajectory: Sequence[Mapping], title: str = "",
+                          size: int = 64):
+    """One sketch as the model sees it while it is drawn: the partial sketch after :func:`partial_steps`
+    strokes, each titled with the rank of the first photo of the right class at that point.
+
+    Args:
+        strokes: the sketch's strokes (``[n, 2]`` arrays on the 256 canvas).
+        widths: their widths (``None``: the rasteriser's default).
+        trajectory: its :func:`~sbirlab.widgets.engine.stroke_by_stroke` records (one per stroke, with
+            ``"photo_rank"``).
+        title: the figure title.
+        size: pixels of the rasterised partial sketches.
+
+    Returns:
+        the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    t = trajectory
+    steps = partial_steps(len(t))
+    fig, axes = plt.subplots(1, len(steps), figsize=(2.2 * len(steps), 2.6))
+    for ax, n in zip(np.atleast_1d(axes), steps):
+        ax.imshow(rasterize_strokes(strokes[:n], size=size, widths=None if widths is None else widths[:n]))
+        ax.set_title(f"{n}/{len(t)} strokes\nphoto rank {t[n - 1]['photo_rank']}", fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     return fig
